@@ -1,0 +1,38 @@
+"""Downsampling operators behind one spec language.
+
+>>> from poolstride import ops
+>>> op = ops.build("blur(base=max,size=3)", 16)
+>>> op.out_size(32)
+16
+"""
+
+from __future__ import annotations
+
+# Importing the modules registers the operators (in this order, which is the order of `poolstride ops`).
+from . import pool as _pool  # noqa: F401
+from . import conv as _conv  # noqa: F401
+from . import blur as _blur  # noqa: F401
+from . import mixed as _mixed  # noqa: F401
+from .registry import (
+    Downsample,
+    Geometry,
+    OpInfo,
+    build,
+    check_input,
+    get_info,
+    infos,
+    names,
+    register,
+)
+
+__all__ = [
+    "Downsample",
+    "Geometry",
+    "OpInfo",
+    "build",
+    "check_input",
+    "get_info",
+    "infos",
+    "names",
+    "register",
+]
