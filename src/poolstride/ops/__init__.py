@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+from . import blur as _blur  # noqa: F401
+from . import conv as _conv  # noqa: F401
+from . import mixed as _mixed  # noqa: F401
+
 # Importing the modules registers the operators (in this order, which is the order of `poolstride ops`).
 from . import pool as _pool  # noqa: F401
-from . import conv as _conv  # noqa: F401
-from . import blur as _blur  # noqa: F401
-from . import mixed as _mixed  # noqa: F401
 from .registry import (
     Downsample,
     Geometry,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import Param
-from .pool import K, _RULE, _Pool
+from .pool import _RULE, K, _Pool
 from .registry import register
 
 

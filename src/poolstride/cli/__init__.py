@@ -1,0 +1,69 @@
+"""The ``poolstride`` command line: thin wrappers over the Python API, printed with rich.
+
+Each subcommand lives in its own module and registers itself on :data:`app`. User errors
+(:class:`~poolstride.errors.PoolstrideError`) become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import PoolstrideError
+from . import models_cmd as _models_cmd  # noqa: F401,E402
+
+# Subcommand modules register themselves on `app` when imported (order = order in --help).
+from . import ops_cmd as _ops_cmd  # noqa: F401,E402
+from .common import app, console, err_console
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"poolstride {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """poolstride: should this layer downsample with pooling or with a strided convolution? Measure it.
+
+    Operators are written in the spec language, e.g. max, avg, lp(p=3), conv(k=3), convpool(k=3,pool=max),
+    blur(base=max,size=4), s2d, spectral, softpool, mixed(alpha=0.5), stochastic, diffstride(init=2).
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the app, turning user errors into one stderr line and exit status 2."""
+    try:
+        app(args=argv, prog_name="poolstride", standalone_mode=False)
+    except PoolstrideError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err_console.print("aborted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted; finished work is saved, run the same command again to resume", markup=False
+        )
+        return 130
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""A tiny demo CNN with three downsampling sites that trains in seconds on a CPU.
+
+conv3x3(16)-BN-ReLU -> site -> conv3x3(32)-BN-ReLU -> site -> conv3x3(64)-BN-ReLU -> site -> GAP -> FC.
+Every site is a ``pool`` site (channels kept), 2x2 max-pool by default, so every operator applies.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .site import POOL, DownsampleSite
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [
+                nn.Conv2d(c, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                DownsampleSite(POOL, w, w, 2, "max"),
+            ]  # fmt: skip
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
