@@ -47,11 +47,7 @@ def _add(entry: ModelEntry) -> None:
     _MODELS[entry.name] = entry
 
 
-_add(
-    ModelEntry(
-        "tiny", "demo", "tiny demo CNN, 3 pool sites, trains in seconds on a CPU", TinyNet, (3, 32, 32), 10
-    )
-)
+_add(ModelEntry("tiny", "demo", "tiny demo CNN, 3 pool sites, trains in seconds on a CPU", TinyNet, (3, 32, 32), 10))
 for _f in "abc":
     _add(
         ModelEntry(
@@ -111,15 +107,11 @@ def build(
         key = "variant" if "variant" in entry.options else "shortcut" if "shortcut" in entry.options else None
         if key is None:
             raise ModelError(f"model {entry.name!r} has no variants; drop ':{variant}'")
-        kwargs.setdefault(
-            key, variant if key == "variant" else variant.upper() if len(variant) == 1 else variant
-        )
+        kwargs.setdefault(key, variant if key == "variant" else variant.upper() if len(variant) == 1 else variant)
     for key, value in kwargs.items():
         valid = entry.options.get(key)
         if valid is not None and str(value).lower() not in [v.lower() for v in valid]:
-            raise ModelError(
-                f"{entry.name}: {key}={value!r} is not valid; expected one of {', '.join(valid)}"
-            )
+            raise ModelError(f"{entry.name}: {key}={value!r} is not valid; expected one of {', '.join(valid)}")
     try:
         model = entry.builder(**kwargs)
     except TypeError as e:

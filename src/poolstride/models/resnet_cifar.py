@@ -22,9 +22,7 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str) -> None:
         super().__init__()
         if stride > 1:
-            self.conv1: nn.Module = DownsampleSite(
-                CONV, in_channels, out_channels, stride, "conv(k=3,bias=false)"
-            )
+            self.conv1: nn.Module = DownsampleSite(CONV, in_channels, out_channels, stride, "conv(k=3,bias=false)")
         else:
             self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -47,9 +45,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, shortcut: str = "A", num_classes: int = 10, in_channels: int = 3):
         super().__init__()
         if depth not in DEPTHS and (depth - 2) % 6 != 0:
-            raise ModelError(
-                f"CIFAR ResNet depth must be 6n+2 (e.g. {', '.join(map(str, DEPTHS))}), got {depth}"
-            )
+            raise ModelError(f"CIFAR ResNet depth must be 6n+2 (e.g. {', '.join(map(str, DEPTHS))}), got {depth}")
         if shortcut not in SHORTCUTS:
             raise ModelError(f"unknown shortcut option {shortcut!r}; valid: {', '.join(SHORTCUTS)}")
         n = (depth - 2) // 6

@@ -103,27 +103,28 @@ class ImageNetResNet(nn.Module):
             raise ModelError(f"unknown shortcut {shortcut!r}; valid: A, B, D, fish, fish-id")
         block, layers = cfg[depth]
         self.depth, self.stem_type, self.shortcut = depth, stem, shortcut
-        pool = DownsampleSite(POOL, 64, 64, 2, "max(k=3)")
+        # torchvision names (conv1, bn1, maxpool, layerN, fc) so its state dicts map 1:1 (load_torchvision)
+        self.maxpool: nn.Module = DownsampleSite(POOL, 64, 64, 2, "max(k=3)")
+        self.stem_extra: nn.Module = nn.Identity()
+        c1 = 64
         if stem == "original":
-            self.conv1: nn.Module = DownsampleSite(
-                STEM, in_channels, 64, 2, "conv(k=7,bias=false)", adapter_k=7
-            )
-            self.stem: nn.Module = nn.Sequential(*_bn_relu(64), pool)
+            self.conv1: nn.Module = DownsampleSite(STEM, in_channels, 64, 2, "conv(k=7,bias=false)", adapter_k=7)
         elif stem == "deep":
+            c1 = 32
             self.conv1 = DownsampleSite(STEM, in_channels, 32, 2, "conv(k=3,bias=false)")
-            self.stem = nn.Sequential(
-                *_bn_relu(32), nn.Conv2d(32, 32, 3, 1, 1, bias=False), *_bn_relu(32),
-                nn.Conv2d(32, 64, 3, 1, 1, bias=False), *_bn_relu(64), pool,
+            self.stem_extra = nn.Sequential(
+                nn.Conv2d(32, 32, 3, 1, 1, bias=False), *_bn_relu(32),
+                nn.Conv2d(32, 64, 3, 1, 1, bias=False), *_bn_relu(64),
             )  # fmt: skip
         elif stem == "s1pool":
-            self.conv1 = DownsampleSite(
-                STEM, in_channels, 64, 2, "convpool(k=7,pool=max,pk=2,bias=false)", adapter_k=7
-            )
-            self.stem = nn.Sequential(*_bn_relu(64), pool)
+            spec = "convpool(k=7,pool=max,pk=2,bias=false)"
+            self.conv1 = DownsampleSite(STEM, in_channels, 64, 2, spec, adapter_k=7)
         else:  # s2d
             s2d = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(in_channels * 16, 64, 3, 1, 1, bias=False))
             self.conv1 = DownsampleSite(STEM, in_channels, 64, 4, s2d, label="s2d(4)+conv3x3")
-            self.stem = nn.Sequential(*_bn_relu(64))
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.relu = nn.ReLU(inplace=True)
         stages, c = [], 64
         for i, (w, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             blocks = []
@@ -139,6 +140,26 @@ class ImageNetResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(self.conv1(x))
+        x = self.maxpool(self.stem_extra(self.relu(self.bn1(self.conv1(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def load_torchvision(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a torchvision ResNet state dict into a built-in ResNet whose sites hold the default operators.
+
+    Site wrappers add ``.op`` (and ``.op.conv`` for strided convs) to torchvision's key names; this maps them.
+    Raises KeyError naming the first missing or unexpected key.
+    """
+    ours = model.state_dict()
+    norm = {k.replace(".op.conv.", ".").replace(".op.", "."): k for k in ours}
+    mapped = {}
+    for k, v in state_dict.items():
+        if k not in norm:
+            raise KeyError(f"torchvision key {k!r} has no counterpart in this model")
+        mapped[norm[k]] = v
+    missing = [k for k in ours if k not in mapped]
+    if missing:
+        raise KeyError(f"model key {missing[0]!r} is not in the torchvision state dict")
+    model.load_state_dict(mapped)
+    return model

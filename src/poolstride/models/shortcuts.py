@@ -57,18 +57,12 @@ def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int)
     if option == "A":
         return SubsamplePad(in_channels, out_channels, stride)
     if option == "B":
-        return nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
     if option == "D":
         pool: nn.Module = (
-            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
-            if stride > 1
-            else nn.Identity()
+            nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
         )
-        return nn.Sequential(
-            pool, nn.Conv2d(in_channels, out_channels, 1, 1, bias=False), nn.BatchNorm2d(out_channels)
-        )
+        return nn.Sequential(pool, nn.Conv2d(in_channels, out_channels, 1, 1, bias=False), nn.BatchNorm2d(out_channels))
     if option in ("fish", "fish-id"):
         return PoolWiden(in_channels, out_channels, stride, "cat" if option == "fish" else "zero")
     raise ModelError(f"unknown shortcut option {option!r}; valid: {', '.join(SHORTCUTS)}")

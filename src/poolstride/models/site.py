@@ -166,9 +166,7 @@ def apply_downsample(
     for pattern, spec in (overrides or {}).items():
         hits = [(n, m) for n, m in sites if n == pattern or fnmatch.fnmatchcase(n, pattern)]
         if not hits:
-            raise SiteError(
-                f"override {pattern!r} matches no site; sites are: {', '.join(n for n, _ in sites)}"
-            )
+            raise SiteError(f"override {pattern!r} matches no site; sites are: {', '.join(n for n, _ in sites)}")
         for n, m in hits:
             if not m.swappable:
                 raise SiteError(f"site {n!r} is a {m.kind} site; set it with the model's shortcut option")
