@@ -51,16 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("aborted", markup=False)
         return 130
     except KeyboardInterrupt:
-        err_console.print(
-            "interrupted; finished work is saved, run the same command again to resume", markup=False
-        )
+        err_console.print("interrupted; finished work is saved, run the same command again to resume", markup=False)
         return 130
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # click usage errors (typer vendors click, so match by interface, not by class)
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
             e.show()
-            return e.exit_code
+            return int(e.exit_code)
         raise
     return 0
 

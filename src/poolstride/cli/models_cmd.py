@@ -12,9 +12,7 @@ from .common import app, console, print_json
 @app.command("models")
 def models_command(
     name: str = typer.Argument(None, help="Show the sites of one model, e.g. allcnn-c:all-cnn or resnet20."),
-    downsample: str = typer.Option(
-        None, "--downsample", "-d", help="Operator spec for every site, e.g. blur."
-    ),
+    downsample: str = typer.Option(None, "--downsample", "-d", help="Operator spec for every site, e.g. blur."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """List the built-in model families with their sites and default operators."""
@@ -41,10 +39,13 @@ def models_command(
         return
     if not name:
         t = Table(title="built-in models (poolstride models NAME shows every site)")
-        for col in ("name", "family", "input", "params", "sites: kind path op", "options"):
+        for col in ("name", "family", "input", "params", "sites (kind: operators)", "options"):
             t.add_column(col, overflow="fold")
         for r in out:
-            sites = "\n".join(f"{s['kind']:8} {s['path']}  {s['op']}" for s in r["sites"])
+            by_kind: dict[str, list[str]] = {}
+            for s in r["sites"]:
+                by_kind.setdefault(s["kind"], []).append(s["op"])
+            sites = "\n".join(f"{len(v)} {k}: {', '.join(dict.fromkeys(v))}" for k, v in by_kind.items())
             opts = "; ".join(f"{k}={'|'.join(v)}" for k, v in r["options"].items()) or "-"
             t.add_row(r["name"], r["family"], r["input"], f"{r['params']:,}", sites, opts)
         console.print(t)
