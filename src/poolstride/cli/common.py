@@ -38,9 +38,7 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     elif len(parts) == 2:
         parts = [3, *parts]
     if len(parts) != 3 or min(parts) < 1:
-        raise PoolstrideError(
-            f"bad --input {text!r}; expected CxHxW such as 3x224x224 (or HxW, or a single size)"
-        )
+        raise PoolstrideError(f"bad --input {text!r}; expected CxHxW such as 3x224x224 (or HxW, or a single size)")
     return parts[0], parts[1], parts[2]
 
 

@@ -39,8 +39,6 @@ def ops_command(
         t.add_column(col, overflow="fold")
     for r in rows:
         onnx = "yes" if r["onnx"] else f"no: {r['onnx_note']}"
-        t.add_row(
-            r["name"], r["arguments"], "yes" if r["learnable"] else "no", r["params"], onnx, r["source"]
-        )
+        t.add_row(r["name"], r["arguments"], "yes" if r["learnable"] else "no", r["params"], onnx, r["source"])
     console.print(t)
     console.print("Spec language: NAME or NAME(key=value,...), e.g. blur(base=max,size=4); see README.")
