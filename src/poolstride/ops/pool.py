@@ -74,8 +74,8 @@ class AvgPool(_Pool):
 @register(
     "lp",
     params=[
-        K,
         Param("p", float, 2.0, "the norm's exponent (1 = sum of |x|, large p -> max)", min=1.0, max=64.0),
+        K,
     ],
     summary="LP pooling: (sum |x|^p)^(1/p) over the window",
     source="Sermanet, Chintala & LeCun 2012; Bruna, Szlam & LeCun 2014",
