@@ -16,6 +16,7 @@ from . import models_cmd as _models_cmd  # noqa: F401,E402
 
 # Subcommand modules register themselves on `app` when imported (order = order in --help).
 from . import ops_cmd as _ops_cmd  # noqa: F401,E402
+from . import report_cmd as _report_cmd  # noqa: F401,E402
 from .common import app, console, err_console
 
 

@@ -1,0 +1,67 @@
+"""``poolstride report``: statistics, plots and a decision for a study directory."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from .common import app, console, print_json
+
+
+@app.command("report")
+def report_command(
+    study_dir: str = typer.Argument(
+        ..., metavar="STUDY_DIR", help="A study directory written by `poolstride compare`."
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Variant to compare with (default: the study's baseline, else the first variant)."
+    ),
+    bootstrap: bool = typer.Option(
+        False, "--bootstrap", help="Percentile-bootstrap confidence intervals instead of t intervals."
+    ),
+    test: str = typer.Option("t", "--test", help="Paired test: t (paired t-test) or wilcoxon (signed-rank)."),
+    json_out: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of a summary."),
+) -> None:
+    """(Re)write STUDY_DIR/report/ (index.html, report.md, report.json, figures/) and print the decision.
+
+    Works on a partly finished study (the report says so). Needs at least 2 seeds per variant for
+    confidence intervals and tests; with 1 seed the report is written but the command exits with status 2.
+    """
+    from ..report import ReportError, write_report
+
+    if test not in ("t", "wilcoxon"):
+        raise ReportError(f"unknown --test {test!r}; use t or wilcoxon")
+    index = write_report(study_dir, baseline=baseline, bootstrap=bootstrap, test=test)
+    data = json.loads((index.parent / "report.json").read_text(encoding="utf-8"))
+    if json_out:
+        print_json(data)
+    else:
+        _print_summary(data, index)
+    if not data["status"]["enough_seeds"]:
+        raise ReportError(
+            f"only 1 seed per variant: means only, no CIs or tests (they need at least 2 seeds; 3-5 are usual); "
+            f"report written to {index}"
+        )
+
+
+def _print_summary(data: dict, index: object) -> None:
+    from ..report import tables
+
+    status = data["status"]
+    style = "bold yellow" if not status["complete"] else "dim"
+    console.print(tables.status_line(data), style=style, markup=False, highlight=False)
+    head, rows = tables.variants_table(data)
+    t = Table(title=f"{data['study']['name']}: {data['study']['dataset']}, baseline {data['options']['baseline']}")
+    keep = [0, 1, 2, 3, 4, 7, 9]
+    for i in keep:
+        t.add_column(head[i], overflow="fold")
+    for r in rows:
+        t.add_row(*[r[i] for i in keep])
+    console.print(t)
+    for s in data["decision"]["sentences"]:
+        console.print(s, markup=False, highlight=False)
+    for c in data["decision"]["caveats"]:
+        console.print(f"  - {c}", style="dim", markup=False, highlight=False)
+    console.print(f"report: {index}", markup=False, highlight=False)

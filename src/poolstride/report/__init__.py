@@ -1,0 +1,97 @@
+"""The study report: statistics, Pareto fronts, plots and a decision, as HTML, Markdown and JSON.
+
+``write_report(study_dir)`` reads a study directory (``docs/study-format.md``) and writes
+``STUDY_DIR/report/{index.html, report.md, report.json, figures/*.png|svg}``, replacing the previous report
+in one step. Matplotlib is imported only when figures are drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .load import ReportError, Study, load_study
+
+__all__ = ["ReportError", "Study", "build_report", "load_study", "write_report"]
+
+
+def build_report(
+    study_dir: str | Path, baseline: str | None = None, bootstrap: bool = False, *, test: str = "t"
+) -> dict[str, Any]:
+    """The report's data (what ``report.json`` holds, without figures), for notebooks and scripts."""
+    from .build import build
+
+    return build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Replace directory ``final`` by ``tmp`` (two renames; a reader never sees a half-written report)."""
+    for attempt in range(20):
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}-{attempt}")
+            try:
+                os.replace(final, old)
+            except FileNotFoundError:
+                old = None
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # another writer put a report in between: retry (last writer wins)
+            time.sleep(0.05)
+            continue
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise ReportError(f"could not replace {final}: another process keeps writing it")
+
+
+def write_report(
+    study_dir: str | Path,
+    baseline: str | None = None,
+    bootstrap: bool = False,
+    *,
+    test: str = "t",
+    figures: bool = True,
+) -> Path:
+    """Write ``STUDY_DIR/report/`` atomically and return the path of its ``index.html``.
+
+    ``baseline``: variant to compare with (default: study.json's baseline, else the first variant).
+    ``bootstrap``: percentile-bootstrap CIs instead of t intervals. ``test``: ``"t"`` (paired t-test) or
+    ``"wilcoxon"``. Raises :class:`ReportError` (a ``PoolstrideError``) for an empty or foreign directory,
+    mixed datasets, an unknown baseline. A study with one seed or a partly finished one gets a report that
+    says so.
+    """
+    from . import html, markdown
+    from .build import build
+
+    study = load_study(study_dir)
+    data = build(study, baseline, bootstrap=bootstrap, test=test)
+    final = study.dir / "report"
+    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))
+    try:
+        if figures:
+            from .plots import make_figures
+
+            figs, notes = make_figures(study, data, tmp / "figures")
+            data["figures"] = figs
+            data["notes"].extend(notes)
+        _write(tmp / "report.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+        _write(tmp / "report.md", markdown.render(data))
+        _write(tmp / "index.html", html.render(data, tmp))
+        os.chmod(tmp, 0o755)
+        _swap_in(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / "index.html"

@@ -1,0 +1,176 @@
+"""The self-contained HTML report: inline CSS, figures embedded as base64 PNG, no script, no network.
+
+Every string that comes from the study (variant names, reasons, paths...) goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from . import tables
+
+CSS = """
+:root { --fg: #1a1a1a; --muted: #5a5a5a; --line: #d8d8d8; --accent: #0072B2; --warn: #D55E00; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       color: var(--fg); margin: 0 auto; max-width: 1100px; padding: 24px; background: #fff; }
+h1 { font-size: 1.6em; margin: 0 0 4px; }
+h2 { font-size: 1.2em; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+.meta { color: var(--muted); margin: 0 0 16px; }
+.banner { border-left: 5px solid var(--warn); background: #fdf1ea; padding: 10px 14px; margin: 12px 0;
+          font-weight: 600; }
+.decision { border-left: 5px solid var(--accent); background: #eef5fb; padding: 12px 16px; margin: 12px 0; }
+.decision p { margin: 0 0 6px; }
+.caveats { color: var(--muted); font-size: 0.92em; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 0.88em;
+        font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: right; vertical-align: top; }
+th { background: #f6f6f6; font-weight: 600; }
+td:first-child, th:first-child, td.text { text-align: left; }
+.tablewrap { overflow-x: auto; }
+figure { margin: 16px 0 28px; }
+figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figcaption { color: var(--muted); font-size: 0.9em; margin-top: 6px; }
+code { background: #f3f3f3; padding: 1px 4px; border-radius: 3px; }
+footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; border-top: 1px solid var(--line);
+         padding-top: 8px; }
+"""
+
+e = html.escape
+
+
+def _table(head: list[str], rows: list[list[str]], text_cols: tuple[int, ...] = ()) -> str:
+    th = "".join(f"<th>{e(h)}</th>" for h in head)
+    body = []
+    for r in rows:
+        tds = "".join(
+            f'<td class="text">{e(c)}</td>' if i in text_cols else f"<td>{e(c)}</td>" for i, c in enumerate(r)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return f'<div class="tablewrap"><table><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _img(report_dir: Path, rel: str, alt: str) -> str:
+    raw = (report_dir / rel).read_bytes()
+    b64 = base64.b64encode(raw).decode("ascii")
+    return f'<img src="data:image/png;base64,{b64}" alt="{e(alt)}">'
+
+
+def render(data: dict[str, Any], report_dir: Path) -> str:
+    """The HTML page; ``report_dir`` is where the figures' PNG files are (read to embed them)."""
+    st = data["study"]
+    opts = data["options"]
+    dec = data["decision"]
+    status = data["status"]
+    recipe = st.get("recipe") if isinstance(st.get("recipe"), dict) else {}
+    recipe_txt = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "..." and not isinstance(v, (dict, list)))
+    parts: list[str] = []
+    a = parts.append
+    a("<!DOCTYPE html>")
+    a('<html lang="en"><head><meta charset="utf-8">')
+    a('<meta name="viewport" content="width=device-width, initial-scale=1">')
+    a(f"<title>poolstride report: {e(str(st['name']))}</title>")
+    a(f"<style>{CSS}</style></head><body>")
+    a(f"<h1>poolstride report: {e(str(st['name']))}</h1>")
+    a(
+        '<p class="meta">'
+        + e(
+            f"model {st.get('model') or '?'} · dataset {st['dataset']} · "
+            f"{len(st['variants'])} variants × {len(st['seeds'])} seeds · baseline {opts['baseline']}"
+        )
+        + (f"<br>recipe: {e(recipe_txt)}" if recipe_txt else "")
+        + f"<br>{e(tables.status_line(data))}</p>"
+    )
+    if not status["complete"]:
+        a(f'<div class="banner" id="partial">{e(tables.status_line(data))}</div>')
+    if not status["enough_seeds"]:
+        a(
+            '<div class="banner" id="one-seed">1 seed per variant: std, confidence intervals and tests need at '
+            "least 2 seeds; the numbers below are single draws.</div>"
+        )
+
+    a('<h2 id="decision">Decision</h2><div class="decision">')
+    for s in dec["sentences"]:
+        a(f"<p>{e(s)}</p>")
+    a("</div>")
+    if dec["caveats"]:
+        a('<ul class="caveats">' + "".join(f"<li>{e(c)}</li>" for c in dec["caveats"]) + "</ul>")
+
+    a('<h2 id="variants">Variants</h2>')
+    head, rows = tables.variants_table(data)
+    a(_table(head, rows))
+    a(
+        '<p class="caveats">Accuracy and shift-consistency in percent; CI: 95% confidence interval of the mean '
+        f"({e(opts['ci'])}). MACs: conv + linear multiply-accumulates per image; other ops: pooling comparisons and "
+        "adds, elementwise ops. ● on the Pareto front, ○ dominated.</p>"
+    )
+
+    if data["comparisons"]:
+        a(f'<h2 id="comparisons">Comparisons with {e(opts["baseline"])}</h2>')
+        head, rows = tables.comparisons_table(data)
+        a(_table(head, rows, text_cols=(1, 8)))
+        a("<ul>")
+        for c in data["comparisons"]:
+            for key in ("acc", "shift_consistency"):
+                a(f"<li>{e(c['metrics'][key]['statement'])}</li>")
+        a("</ul>")
+        a(
+            '<p class="caveats">'
+            + e(
+                f"Differences are variant − {opts['baseline']}, paired by seed; {opts['test']}; p-values "
+                f"{opts['correction']}; effect size d_z = mean/sd of the paired differences."
+            )
+            + "</p>"
+        )
+        a(f'<h3 id="cost-changes">Cost relative to {e(opts["baseline"])}</h3>')
+        head, rows = tables.costs_table(data)
+        a(_table(head, rows))
+
+    a('<h2 id="pareto">Pareto fronts (mean accuracy vs cost)</h2><ul>')
+    for _key, p in data["pareto"].items():
+        txt = f"accuracy vs {p['label']}: " + (", ".join(p["front"]) or "none")
+        if p["missing"]:
+            txt += f" (no {p['label']} for: {', '.join(p['missing'])})"
+        a(f"<li>{e(txt)}</li>")
+    a("</ul>")
+
+    if data["figures"]:
+        a('<h2 id="figures">Figures</h2>')
+        for f in data["figures"]:
+            a(f'<figure id="fig-{e(f["name"])}">')
+            a(_img(report_dir, f["png"], f["title"]))
+            a(
+                f"<figcaption><b>{e(f['title'])}.</b> {e(f['caption'])} "
+                f"Files: <code>{e(f['png'])}</code>, <code>{e(f['svg'])}</code>.</figcaption></figure>"
+            )
+
+    if status["failed"] or status["missing"]:
+        a('<h2 id="runs">Failed and missing runs</h2>')
+        if status["failed"]:
+            a(
+                _table(
+                    ["variant", "seed", "reason"],
+                    [[r["variant"], str(r["seed"]), str(r["reason"] or "no reason given")] for r in status["failed"]],
+                    text_cols=(2,),
+                )
+            )
+        if status["missing"]:
+            miss = ", ".join(f"{m['variant']} seed {m['seed']}" for m in status["missing"])
+            a(f"<p>Not finished yet: {e(miss)}.</p>")
+
+    if data["notes"]:
+        a('<h2 id="notes">Notes</h2><ul>' + "".join(f"<li>{e(n)}</li>" for n in data["notes"]) + "</ul>")
+
+    a(
+        "<footer>"
+        + e(
+            f"poolstride {data['poolstride']} · report {data['schema']} · generated {data['generated']} · "
+            f"study directory {st['dir']}"
+        )
+        + " · machine-readable: <code>report.json</code></footer>"
+    )
+    a("</body></html>")
+    return "\n".join(parts) + "\n"

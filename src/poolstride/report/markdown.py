@@ -1,0 +1,111 @@
+"""The Markdown report, for GitHub pages and PR comments (figures linked as ``figures/*.png``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import tables
+
+
+def _text(s: str) -> str:
+    """Neutralise Markdown/HTML in user-provided text."""
+    out = s.replace("\\", "\\\\")
+    for ch in "`*_[]<>#|":
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\n", " ")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_text(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_text(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(data: dict[str, Any]) -> str:
+    st = data["study"]
+    opts = data["options"]
+    dec = data["decision"]
+    status = data["status"]
+    out: list[str] = []
+    a = out.append
+    a(f"# poolstride report: {_text(str(st['name']))}")
+    a("")
+    a(
+        _text(
+            f"model {st.get('model') or '?'} · dataset {st['dataset']} · {len(st['variants'])} variants × "
+            f"{len(st['seeds'])} seeds · baseline {opts['baseline']} · {tables.status_line(data)}"
+        )
+    )
+    a("")
+    if not status["complete"]:
+        a(f"> **Warning:** {_text(tables.status_line(data))}.")
+        a("")
+    if not status["enough_seeds"]:
+        a("> **Warning:** 1 seed per variant: std, confidence intervals and tests need at least 2 seeds.")
+        a("")
+    a("## Decision")
+    a("")
+    for s in dec["sentences"]:
+        a(_text(s))
+        a("")
+    for c in dec["caveats"]:
+        a(f"- {_text(c)}")
+    a("")
+    a("## Variants")
+    a("")
+    a(_table(*tables.variants_table(data)))
+    a("")
+    a(f"CI: 95% confidence interval of the mean ({_text(opts['ci'])}). ● on the Pareto front, ○ dominated.")
+    a("")
+    if data["comparisons"]:
+        a(f"## Comparisons with {_text(opts['baseline'])}")
+        a("")
+        a(_table(*tables.comparisons_table(data)))
+        a("")
+        for c in data["comparisons"]:
+            for key in ("acc", "shift_consistency"):
+                a(f"- {_text(c['metrics'][key]['statement'])}")
+        a("")
+        a(
+            _text(
+                f"Paired by seed; {opts['test']}; p-values {opts['correction']}; "
+                "d_z = mean/sd of the paired differences."
+            )
+        )
+        a("")
+        a(_table(*tables.costs_table(data)))
+        a("")
+    a("## Pareto fronts (mean accuracy vs cost)")
+    a("")
+    for p in data["pareto"].values():
+        a(f"- accuracy vs {_text(p['label'])}: " + (_text(", ".join(p["front"])) or "none"))
+    a("")
+    if data["figures"]:
+        a("## Figures")
+        a("")
+        for f in data["figures"]:
+            a(f"![{_text(f['title'])}]({f['png']})")
+            a("")
+            a(f"*{_text(f['title'])}.* {_text(f['caption'])} ([SVG]({f['svg']}))")
+            a("")
+    if status["failed"]:
+        a("## Failed runs")
+        a("")
+        a(
+            _table(
+                ["variant", "seed", "reason"],
+                [[r["variant"], str(r["seed"]), str(r["reason"] or "no reason given")] for r in status["failed"]],
+            )
+        )
+        a("")
+    if status["missing"]:
+        a("Not finished yet: " + _text(", ".join(f"{m['variant']} seed {m['seed']}" for m in status["missing"])))
+        a("")
+    if data["notes"]:
+        a("## Notes")
+        a("")
+        for n in data["notes"]:
+            a(f"- {_text(n)}")
+        a("")
+    a(f"<sub>poolstride {data['poolstride']} · {data['schema']} · generated {data['generated']}</sub>")
+    return "\n".join(out) + "\n"

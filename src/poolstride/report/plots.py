@@ -1,0 +1,520 @@
+"""Figures of the report (matplotlib, Agg backend, imported lazily), each saved as PNG and SVG.
+
+Colours follow the Okabe-Ito colour-blind-safe palette; the baseline is black. Every figure function
+returns a dict ``{"name", "title", "caption", "png", "svg"}`` or None with a note saying why it was skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .load import Study
+
+# Okabe & Ito (2008). Black first (baseline), yellow last (weak contrast on white).
+OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+PNG_DPI = 200
+
+
+def _mpl() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": PNG_DPI,
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "grid.linewidth": 0.6,
+            "lines.linewidth": 1.6,
+            "svg.hashsalt": "poolstride",
+            "svg.fonttype": "path",
+        }
+    )
+    return plt
+
+
+class Style:
+    """Colour and marker of each variant, fixed by its order in the study (baseline: black circle)."""
+
+    def __init__(self, variants: list[str], baseline: str) -> None:
+        order = [baseline] + [v for v in variants if v != baseline]
+        self.colour = {}
+        self.marker = {}
+        self.linestyle = {}
+        for i, v in enumerate(order):
+            self.colour[v] = OKABE_ITO[i % len(OKABE_ITO)]
+            self.marker[v] = MARKERS[i % len(MARKERS)]
+            self.linestyle[v] = ["-", "--", ":", "-."][(i // len(OKABE_ITO)) % 4]
+        self.order = order
+
+
+def _save(fig: Any, outdir: Path, name: str) -> tuple[str, str]:
+    png = outdir / f"{name}.png"
+    svg = outdir / f"{name}.svg"
+    fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f"figures/{png.name}", f"figures/{svg.name}"
+
+
+def _label(v: str, width: int = 28) -> str:
+    return v if len(v) <= width else v[: width - 1] + "…"
+
+
+def _fmt_count(x: float, _pos: Any = None) -> str:
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:g}{suf}"
+    return f"{x:g}"
+
+
+def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    from matplotlib.ticker import FuncFormatter
+
+    rows = [v for v in data["variants"] if v["acc"]["mean"] is not None]
+    axes_spec = [
+        ("macs", "MACs (forward, conv + linear)", lambda v: v["costs"]["macs"]),
+        ("latency_ms", "latency (ms)", lambda v: v["costs"]["latency_ms"]["mean"]),
+        ("params", "parameters", lambda v: v["costs"]["params"]),
+    ]
+    axes_spec = [a for a in axes_spec if any(a[2](v) is not None for v in rows)]
+    if not axes_spec:
+        return None
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(3.6 * len(axes_spec), 3.4), squeeze=False, sharey=True)
+    for ax, (key, xlabel, get) in zip(axes[0], axes_spec, strict=True):
+        front = data["pareto"][key]["front"]
+        pts = [(v, get(v)) for v in rows if get(v) is not None]
+        xs = [c for _, c in pts]
+        if front:
+            fx = [get(next(v for v in rows if v["name"] == n)) for n in front]
+            fy = [next(v for v in rows if v["name"] == n)["acc"]["mean"] for n in front]
+            ax.step(fx, fy, where="post", color="#999999", lw=1.0, zorder=1, label="Pareto front")
+        for v, c in pts:
+            name = v["name"]
+            y = v["acc"]["mean"]
+            ci = v["acc"]["ci"]
+            yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
+            on = name in front
+            ax.errorbar(
+                [c],
+                [y],
+                yerr=yerr,
+                fmt=style.marker[name],
+                color=style.colour[name],
+                mfc=style.colour[name] if on else "white",
+                mec=style.colour[name],
+                ms=8 if on else 6,
+                mew=1.5,
+                capsize=3,
+                elinewidth=1.0,
+                zorder=3,
+                label=_label(name) if ax is axes[0][0] else None,
+            )
+        if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+        if xs and max(xs) == min(xs):
+            ax.set_xlim(min(xs) * 0.9 - 1e-9, max(xs) * 1.1 + 1e-9)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"accuracy vs {data['pareto'][key]['label']}")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "pareto")
+    ci = "95% CI" if data["status"]["enough_seeds"] else "no CI (1 seed)"
+    return {
+        "name": "pareto",
+        "title": "Accuracy vs cost (Pareto fronts)",
+        "caption": f"Mean test accuracy over seeds with {ci} error bars against each cost. Filled markers and the "
+        "grey step line: the Pareto front (no other variant is both cheaper and more accurate on the mean); "
+        "hollow markers: dominated variants.",
+        "png": png,
+        "svg": svg,
+    }
+
+
+def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    panels = [("test_acc", "test accuracy (%)"), ("train_loss", "training loss")]
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for name in style.order:
+        runs = study.ok_runs(name)
+        if not runs:
+            continue
+        for key, _ in panels:
+            by_epoch: dict[int, list[float]] = {}
+            for r in runs:
+                for row in r.metrics():
+                    e, val = row.get("epoch"), row.get(key)
+                    if isinstance(e, (int, float)) and isinstance(val, (int, float)) and math.isfinite(val):
+                        by_epoch.setdefault(int(e), []).append(float(val))
+            if not by_epoch:
+                continue
+            ep = np.array(sorted(by_epoch))
+            vals = [np.array(by_epoch[e]) for e in ep]
+            series.setdefault(name, {})[key] = (
+                ep,
+                np.array([v.mean() for v in vals]),
+                np.array([v.min() for v in vals]),
+                np.array([v.max() for v in vals]),
+            )
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.2))
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for name in style.order:
+            s = series.get(name, {}).get(key)
+            if s is None:
+                continue
+            ep, mean, lo, hi = s
+            ax.plot(ep, mean, color=style.colour[name], ls=style.linestyle[name], label=_label(name))
+            if (hi > lo).any():
+                ax.fill_between(ep, lo, hi, color=style.colour[name], alpha=0.18, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if key == "train_loss":
+            ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "curves")
+    return {
+        "name": "curves",
+        "title": "Training curves",
+        "caption": "Per-epoch test accuracy and training loss from runs/*/seed*/metrics.jsonl: the line is the mean "
+        "over seeds, the band spans the minimum to the maximum over seeds.",
+        "png": png,
+        "svg": svg,
+    }
+
+
+def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    per: dict[str, tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name in style.order:
+        layers: list[str] | None = None
+        rows = []
+        for r in study.ok_runs(name):
+            g = r.result.get("gradflow")
+            if not isinstance(g, dict):
+                continue
+            norms = g.get("grad_norm")
+            if not isinstance(norms, list) or not norms:
+                continue
+            try:
+                arr = np.array([float(x) for x in norms])
+            except (TypeError, ValueError):
+                continue
+            lay = [str(x) for x in (g.get("layers") or [])]
+            if layers is None:
+                layers = lay
+            if lay != layers or arr.size != (len(layers) or arr.size):
+                continue
+            rows.append(arr)
+        if rows:
+            a = np.vstack(rows)
+            per[name] = (layers or [], a.mean(axis=0), a.min(axis=0), a.max(axis=0))
+    if not per:
+        return None
+    fig, ax = plt.subplots(figsize=(7.6, 3.4))
+    same = len({tuple(v[0]) for v in per.values()}) == 1
+    for name, (_layers, mean, lo, hi) in per.items():
+        x = np.arange(mean.size)
+        ax.plot(
+            x,
+            mean,
+            color=style.colour[name],
+            ls=style.linestyle[name],
+            marker=style.marker[name],
+            ms=4,
+            label=_label(name),
+        )
+        if (hi > lo).any():
+            ax.fill_between(x, lo, hi, color=style.colour[name], alpha=0.15, lw=0)
+    positive = all((v[1] > 0).all() for v in per.values())
+    if positive:
+        ax.set_yscale("log")
+    layers0 = next(iter(per.values()))[0]
+    if same and layers0 and len(layers0) <= 40:
+        ax.set_xticks(np.arange(len(layers0)))
+        ax.set_xticklabels([_label(x, 18) for x in layers0], rotation=60, ha="right")
+        ax.set_xlabel("layer (input → output)")
+    else:
+        ax.set_xlabel("layer index (input → output)")
+    ax.set_ylabel("gradient norm")
+    ax.legend(loc="best", frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "gradflow")
+    return {
+        "name": "gradflow",
+        "title": "Gradient norm vs depth",
+        "caption": "Per-layer gradient L2 norm (result.json gradflow), mean over seeds with a min-max band. "
+        "A steep fall towards the input means weak gradient flow through the downsampling stack.",
+        "png": png,
+        "svg": svg,
+    }
+
+
+def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    rows = [v for v in data["variants"] if v["shift_consistency"]["mean"] is not None]
+    if not rows:
+        return None
+    base = data["options"]["baseline"]
+    rows.sort(key=lambda v: style.order.index(v["name"]))
+    has_circ = any(v["shift_consistency_circular"]["mean"] is not None for v in rows)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 2.0), 3.4))
+    x = np.arange(len(rows))
+    w = 0.38 if has_circ else 0.6
+    for i, v in enumerate(rows):
+        s = v["shift_consistency"]
+        ci = s["ci"]
+        yerr = [[s["mean"] - ci[0]], [ci[1] - s["mean"]]] if ci else None
+        ax.bar(
+            x[i] - (w / 2 if has_circ else 0),
+            s["mean"],
+            w,
+            color=style.colour[v["name"]],
+            hatch="//" if v["name"] == base else None,
+            edgecolor="white" if v["name"] != base else "#666666",
+            yerr=yerr,
+            capsize=3,
+            error_kw={"elinewidth": 1.0},
+            label="shift (padded)" if i == 0 else None,
+        )
+        sc = v["shift_consistency_circular"]
+        if has_circ and sc["mean"] is not None:
+            ci2 = sc["ci"]
+            yerr2 = [[sc["mean"] - ci2[0]], [ci2[1] - sc["mean"]]] if ci2 else None
+            ax.bar(
+                x[i] + w / 2,
+                sc["mean"],
+                w,
+                color=style.colour[v["name"]],
+                alpha=0.45,
+                yerr=yerr2,
+                capsize=3,
+                error_kw={"elinewidth": 1.0},
+                label="circular shift" if i == 0 else None,
+            )
+    lows = [v["shift_consistency"]["min"] for v in rows if v["shift_consistency"]["min"] is not None]
+    lo = max(0.0, 5.0 * math.floor((min(lows) - 5.0) / 5.0)) if lows else 0.0
+    ax.set_ylim(lo, 100.0)
+    ax.set_xticks(x)
+    tilt = len(rows) > 4 or any(len(v["name"]) > 12 for v in rows)
+    ax.set_xticklabels(
+        [_label(v["name"], 26) for v in rows], rotation=25 if tilt else 0, ha="right" if tilt else "center"
+    )
+    ax.set_ylabel("shift-consistency (%)")
+    ax.grid(axis="x", visible=False)
+    if has_circ:
+        ax.legend(loc="lower right", frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "shift")
+    return {
+        "name": "shift",
+        "title": "Shift-consistency",
+        "caption": "How often the prediction stays the same when the input is shifted (mean over seeds, 95% CI; the "
+        f"hatched bar is the baseline {base}). The y axis starts at {lo:g}%."
+        + (" Light bars: circular shifts." if has_circ else ""),
+        "png": png,
+        "svg": svg,
+    }
+
+
+def costs_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    from matplotlib.ticker import FuncFormatter
+
+    rows = [v for v in data["variants"] if v["n"] > 0]
+    # Per-site costs when the runs store them (optional result field `sites`).
+    sites: dict[str, list[dict[str, Any]]] = {}
+    for v in rows:
+        for r in study.ok_runs(v["name"]):
+            s = r.result.get("sites")
+            if isinstance(s, list) and s and all(isinstance(x, dict) for x in s):
+                sites[v["name"]] = s
+                break
+    if sites:
+        names = [v["name"] for v in rows if v["name"] in sites]
+        fig, ax = plt.subplots(figsize=(7.6, 0.5 * len(names) + 1.6))
+        max_sites = max(len(sites[n]) for n in names)
+        for j in range(max_sites):
+            lefts = []
+            widths = []
+            for n in names:
+                s = sites[n]
+                prev = sum(float(x.get("macs") or 0) + float(x.get("other_ops") or 0) for x in s[:j])
+                cur = float(s[j].get("macs") or 0) + float(s[j].get("other_ops") or 0) if j < len(s) else 0.0
+                lefts.append(prev)
+                widths.append(cur)
+            ax.barh(
+                np.arange(len(names)),
+                widths,
+                left=lefts,
+                color=OKABE_ITO[(j + 1) % len(OKABE_ITO)],
+                edgecolor="white",
+                lw=0.8,
+                label=f"site {j + 1}",
+            )
+        for i, n in enumerate(names):
+            tot = sum(float(x.get("macs") or 0) + float(x.get("other_ops") or 0) for x in sites[n])
+            opl = [str(x.get("op", "?")) for x in sites[n]]
+            ops = f"{len(opl)} × {opl[0]}" if len(set(opl)) == 1 else ", ".join(opl)
+            ax.text(tot, i, f"  {_label(ops, 40)}", va="center", fontsize=7)
+        ax.set_yticks(np.arange(len(names)))
+        ax.set_yticklabels([_label(n, 22) for n in names])
+        ax.invert_yaxis()
+        ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+        ax.set_xlabel("MACs + other ops at the downsampling sites")
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(max_sites, 6), frameon=False)
+        ax.margins(x=0.35)
+        fig.tight_layout()
+        png, svg = _save(fig, outdir, "costs")
+        return {
+            "name": "costs",
+            "title": "Cost per downsampling site",
+            "caption": "MACs plus other ops (comparisons, adds) of each downsampling site, stacked from the input "
+            "side; the text lists the operator at each site (result.json sites).",
+            "png": png,
+            "svg": svg,
+        }
+    have = [v for v in rows if v["costs"]["macs"] is not None]
+    if not have:
+        return None
+    fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(have) + 1.4))
+    y = np.arange(len(have))
+    macs = np.array([float(v["costs"]["macs"]) for v in have])
+    other = np.array([float(v["costs"]["other_ops"] or 0) for v in have])
+    ax.barh(y, macs, color=OKABE_ITO[4], label="MACs (conv + linear)")
+    ax.barh(y, other, left=macs, color=OKABE_ITO[1], label="other ops (pooling, elementwise)")
+    ax.set_yticks(y)
+    ax.set_yticklabels([_label(v["name"], 22) for v in have])
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+    ax.set_xlabel("operations per image (forward)")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "costs")
+    return {
+        "name": "costs",
+        "title": "Cost breakdown",
+        "caption": "Whole-model forward cost: conv/linear MACs and other ops counted separately. The runs store no "
+        "per-site costs (optional result.json field `sites`), so this shows totals only.",
+        "png": png,
+        "svg": svg,
+    }
+
+
+def _load_erf(run_dir: Path, rel: Any) -> np.ndarray | None:
+    if not isinstance(rel, str) or not rel:
+        return None
+    try:
+        p = (run_dir / rel).resolve()
+        if not p.is_relative_to(run_dir.resolve()) or not p.is_file():
+            return None
+        a = np.load(p, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 3:
+        a = np.abs(a).sum(axis=0)
+    if a.ndim != 2 or a.size == 0 or not np.isfinite(a).all():
+        return None
+    a = np.abs(a)
+    m = a.max()
+    return a / m if m > 0 else a
+
+
+def erf_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    imgs: dict[str, np.ndarray] = {}
+    for name in style.order:
+        arrs = [a for r in study.ok_runs(name) if (a := _load_erf(r.dir, r.result.get("erf"))) is not None]
+        if arrs and len({a.shape for a in arrs}) == 1:
+            imgs[name] = np.mean(arrs, axis=0)
+        elif arrs:
+            imgs[name] = arrs[0]
+    if not imgs:
+        return None
+    k = len(imgs)
+    cols = min(k, 4)
+    rows = math.ceil(k / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 0.6, 2.3 * rows), squeeze=False)
+    im = None
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, a) in zip(axes.flat, imgs.items(), strict=False):
+        im = ax.imshow(a, cmap="cividis", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(_label(name, 22), fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="|gradient| (normalised)")
+    png, svg = _save(fig, outdir, "erf")
+    return {
+        "name": "erf",
+        "title": "Effective receptive fields",
+        "caption": "Gradient magnitude of a centre output unit with respect to the input (result.json erf), "
+        "normalised to its maximum and averaged over seeds.",
+        "png": png,
+        "svg": svg,
+    }
+
+
+def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Draw every figure into ``outdir``; return the figure records and notes on the skipped ones."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    plt = _mpl()
+    style = Style(study.variants, data["options"]["baseline"])
+    figs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    jobs: list[tuple[str, Any]] = [
+        ("pareto", lambda: pareto_figure(data, style, outdir)),
+        ("curves", lambda: curves_figure(study, data, style, outdir)),
+        ("gradflow", lambda: gradflow_figure(study, style, outdir)),
+        ("shift", lambda: shift_figure(data, style, outdir)),
+        ("costs", lambda: costs_figure(study, data, style, outdir)),
+        ("erf", lambda: erf_figure(study, style, outdir)),
+    ]
+    why = {
+        "pareto": "no variant has both an accuracy and a cost",
+        "curves": "no metrics.jsonl with test_acc or train_loss",
+        "gradflow": "no run stores gradflow in result.json",
+        "shift": "no run stores shift_consistency",
+        "costs": "no run stores macs",
+        "erf": "no run stores an erf .npy (optional result.json field `erf`)",
+    }
+    for name, job in jobs:
+        try:
+            rec = job()
+        finally:
+            plt.close("all")
+        if rec is None:
+            notes.append(f"figure {name} skipped: {why[name]}")
+        else:
+            figs.append(rec)
+    return figs, notes

@@ -1,0 +1,242 @@
+"""Statistics over seeds: summaries with confidence intervals and paired comparisons against a baseline.
+
+Every function returns plain dicts with ``None`` (never NaN) where a number cannot be computed, plus a
+``note`` saying why, so that the JSON, HTML and Markdown outputs can state it in words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+NEED_TWO = "needs at least 2 seeds"
+
+
+def _f(x: Any) -> float | None:
+    """A finite float or None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Two-sided t-distribution CI of the mean; None for fewer than 2 values."""
+    from scipy import stats as st
+
+    a = np.asarray(values, dtype=float)
+    n = a.size
+    if n < 2:
+        return None
+    m = float(a.mean())
+    se = float(a.std(ddof=1)) / math.sqrt(n)
+    h = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return (m - h, m + h)
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap CI of the mean (fixed RNG seed, so reports are reproducible)."""
+    a = np.asarray(values, dtype=float)
+    n = a.size
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    means = a[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return (float(lo), float(hi))
+
+
+def summarize(values: Sequence[float], *, bootstrap: bool = False, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """n, mean, std (ddof=1), CI of the mean (t or percentile bootstrap), min, max, and a note."""
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    n = int(a.size)
+    out: dict[str, Any] = {
+        "n": n,
+        "mean": None,
+        "std": None,
+        "ci": None,
+        "ci_method": "bootstrap" if bootstrap else "t",
+        "min": None,
+        "max": None,
+        "values": [float(v) for v in a],
+        "note": None,
+    }
+    if n == 0:
+        out["note"] = "no values"
+        return out
+    out["mean"] = float(a.mean())
+    out["min"] = float(a.min())
+    out["max"] = float(a.max())
+    if n < 2:
+        out["note"] = f"1 seed: std and CI {NEED_TWO}"
+        return out
+    out["std"] = float(a.std(ddof=1))
+    ci = bootstrap_interval(a, confidence) if bootstrap else t_interval(a, confidence)
+    out["ci"] = [ci[0], ci[1]] if ci else None
+    if bootstrap and n < 5:
+        out["note"] = f"bootstrap CI from {n} seeds is too narrow to trust; prefer the t interval below 5 seeds"
+    return out
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni step-down adjusted p-values (None entries are ignored and stay None)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    m = len(idx)
+    adj: list[float | None] = [None] * len(pvalues)
+    order = sorted(idx, key=lambda i: pvalues[i])  # type: ignore[arg-type, return-value]
+    running = 0.0
+    for rank, i in enumerate(order):
+        p = pvalues[i]
+        assert p is not None
+        running = max(running, min(1.0, (m - rank) * p))
+        adj[i] = running
+    return adj
+
+
+def paired(
+    base: Mapping[int, float],
+    other: Mapping[int, float],
+    *,
+    test: str = "t",
+    bootstrap: bool = False,
+    confidence: float = CONFIDENCE,
+) -> dict[str, Any]:
+    """Compare ``other`` with ``base`` over the seeds both have: difference other - base.
+
+    Returns the mean difference, its CI (t or bootstrap), the p-value of a paired t-test or Wilcoxon
+    signed-rank test, and the effect size (Cohen's d_z = mean/sd of the differences, and Hedges' g_z,
+    its small-sample correction).
+    """
+    from scipy import stats as st
+
+    if test not in ("t", "wilcoxon"):
+        raise ValueError(f"unknown test {test!r}; use 't' or 'wilcoxon'")
+    seeds = sorted(set(base) & set(other))
+    d = np.asarray([other[s] - base[s] for s in seeds], dtype=float)
+    n = int(d.size)
+    out: dict[str, Any] = {
+        "n": n,
+        "seeds": seeds,
+        "unpaired_seeds": sorted(set(base) ^ set(other)),
+        "diff_mean": None,
+        "diff_std": None,
+        "ci": None,
+        "ci_method": "bootstrap" if bootstrap else "t",
+        "test": "paired t-test" if test == "t" else "Wilcoxon signed-rank",
+        "p": None,
+        "effect_dz": None,
+        "effect_gz": None,
+        "note": None,
+    }
+    if n == 0:
+        out["note"] = "no seed in common with the baseline"
+        return out
+    out["diff_mean"] = float(d.mean())
+    if n < 2:
+        out["note"] = f"1 paired seed: CI and test {NEED_TWO}"
+        return out
+    sd = float(d.std(ddof=1))
+    out["diff_std"] = sd
+    ci = bootstrap_interval(d, confidence) if bootstrap else t_interval(d, confidence)
+    out["ci"] = [ci[0], ci[1]] if ci else None
+    if sd == 0.0:
+        if float(d.mean()) == 0.0:
+            out["p"] = 1.0
+            out["note"] = "identical on every seed"
+        else:
+            out["note"] = "the same difference on every seed: a test is undefined (is the run deterministic?)"
+        return out
+    dz = float(d.mean()) / sd
+    out["effect_dz"] = dz
+    if n > 2:
+        out["effect_gz"] = dz * (1.0 - 3.0 / (4.0 * (n - 1) - 1.0))
+    if test == "t":
+        p = float(st.ttest_1samp(d, 0.0).pvalue)
+    else:
+        nz = d[d != 0.0]
+        p = 1.0 if nz.size == 0 else float(st.wilcoxon(nz).pvalue)
+        floor = 2.0 / 2**n
+        if floor >= ALPHA:
+            out["note"] = (
+                f"with {n} seeds the Wilcoxon test cannot go below p = {floor:.3g}; use the t-test or more seeds"
+            )
+    out["p"] = _f(p)
+    return out
+
+
+def verdict(cmp: dict[str, Any], *, alpha: float = ALPHA) -> str:
+    """'higher', 'lower', 'no detectable difference' or 'not testable' from a paired comparison
+    whose ``p_holm`` has been filled in."""
+    p = cmp.get("p_holm")
+    if cmp.get("n", 0) < 2 or p is None or cmp.get("diff_mean") is None:
+        return "not testable"
+    if p < alpha:
+        return "higher" if cmp["diff_mean"] > 0 else "lower"
+    return "no detectable difference"
+
+
+def fmt_ci(ci: Sequence[float] | None, digits: int = 1, signed: bool = True) -> str:
+    if not ci:
+        return "n/a"
+    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    return f"[{f.format(ci[0])}, {f.format(ci[1])}]"
+
+
+def statement(
+    cmp: dict[str, Any],
+    variant: str,
+    baseline: str,
+    metric_label: str,
+    *,
+    unit: str = "pt",
+    margin: float | None = None,
+    alpha: float = ALPHA,
+    m: int = 1,
+) -> str:
+    """A plain sentence that says what a paired comparison does and does not show."""
+    n = cmp.get("n", 0)
+    d = cmp.get("diff_mean")
+    ci = cmp.get("ci")
+    if n == 0 or d is None:
+        return f"{variant} and {baseline} share no seed: no paired {metric_label} comparison is possible."
+    if n < 2 or ci is None:
+        return (
+            f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} on a single paired seed; a comparison {NEED_TWO}."
+        )
+    v = verdict(cmp, alpha=alpha)
+    ci_s = f"95% CI {fmt_ci(ci, 2)}"
+    if v in ("higher", "lower"):
+        p = cmp.get("p_holm")
+        corr = f"Holm-adjusted p = {p:.3g}" if m > 1 else f"p = {p:.3g}"
+        return f"{variant} has {v} {metric_label} than {baseline}: {d:+.2f} {unit} ({ci_s}, {corr}, n = {n} seeds)."
+    if v == "not testable":
+        note = cmp.get("note") or "no test possible"
+        return f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}); {note}."
+    lo, hi = ci
+    if lo <= 0.0 <= hi:
+        s = (
+            f"{n} seeds cannot separate {variant} from {baseline} on {metric_label}: "
+            f"the {ci_s} of the difference spans 0"
+        )
+    else:
+        s = (
+            f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}), not significant after Holm "
+            f"correction over {m} comparisons (adjusted p = {cmp.get('p_holm'):.3g})"
+        )
+    if margin is not None and -margin <= lo and hi <= margin:
+        s += f"; the CI lies within ±{margin:g} {unit}, so any difference is smaller than that"
+    return s + "."
