@@ -1,0 +1,362 @@
+"""Static analysis: :func:`inspect` (per-layer records + totals) and :func:`cost_summary` (totals only)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .counting import classify, first_tensor_in, inner_macs
+from .graph import Ref, Step, TMeta, capture
+from .rf import RF, merge
+
+SCHEMA_VERSION = 1
+
+CONVENTIONS = (
+    "MACs: conv/linear/matmul multiply-accumulates (FLOPs = 2 x MACs); other ops: pooling by its kernel "
+    "(max k^2-1, avg k^2 per output), operator other_ops, BN/norm, activation, add/mul, bias: 1 per element; "
+    "views, concat and padding are free; training step = forward + backward, backward = grad-weight MACs "
+    "(trainable layers) + grad-input MACs (layers whose input needs a gradient; not the first layer), "
+    "backward other ops = forward other ops; activation bytes = sum of all non-view outputs (upper bound "
+    "on what autograd keeps)"
+)
+
+
+@dataclass
+class Layer:
+    """One row of :func:`inspect`: a module call or a functional op of the traced graph."""
+
+    name: str
+    op: str
+    kind: str  # module | function | method
+    shape: list[int] | None
+    params: int = 0
+    trainable_params: int = 0
+    macs: int = 0
+    backward_macs: int = 0
+    other_ops: int = 0
+    other_kind: str = ""
+    activation_bytes: int = 0
+    rf: list[float] | None = None  # [h, w]
+    jump: list[float] | None = None
+    center: list[float] | None = None
+    rf_global: bool = False
+    downsample: bool = False
+    site: dict[str, Any] | None = None
+    view: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    """The result of :func:`inspect`."""
+
+    model: str
+    input_size: tuple[int, int, int]
+    batch: int
+    method: str  # fx | module-walk
+    execution: str  # meta | real
+    layers: list[Layer]
+    totals: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self, all_layers: bool = True) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "model": self.model,
+            "input_size": list(self.input_size),
+            "batch": self.batch,
+            "method": self.method,
+            "execution": self.execution,
+            "conventions": CONVENTIONS,
+            "totals": self.totals,
+            "layers": [layer.to_dict() for layer in self.layers if all_layers or not layer.view],
+            "warnings": list(self.warnings),
+        }
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def sites(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.site is not None]
+
+
+def _param_counts(m: nn.Module) -> tuple[int, int]:
+    tot = tr = 0
+    for p in m.parameters():
+        tot += p.numel()
+        if p.requires_grad:
+            tr += p.numel()
+    return tot, tr
+
+
+def _site_info(model: nn.Module, path: str | None, cache: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    if path not in cache:
+        m = model.get_submodule(path)
+        cache[path] = {
+            "path": path,
+            "kind": getattr(m, "kind", "?"),
+            "op": getattr(m, "label", type(getattr(m, "op", m)).__name__),
+        }
+    return cache[path]
+
+
+def _tensor_parents(step: Step, steps: Sequence[Step]) -> list[int]:
+    return [p for p in step.parents if isinstance(steps[p].out, (TMeta, tuple, list))]
+
+
+def _fmt_pair(p: tuple[float, float]) -> list[float]:
+    return [float(p[0]), float(p[1])]
+
+
+def inspect(
+    model: nn.Module,
+    input_size: Sequence[int] = (3, 224, 224),
+    batch: int = 1,
+    name: str | None = None,
+) -> Report:
+    """Analyse ``model`` for one input of size ``input_size`` = (C, H, W) at batch ``batch``.
+
+    Returns a :class:`Report` whose ``layers`` hold, per node of the graph: output shape, params
+    (trainable / frozen), conv/linear MACs, other ops, activation bytes, receptive field size, jump and
+    centre offset, and the downsampling site (path, kind, operator) the node belongs to; ``totals`` holds
+    the forward pass and the training step (conventions in ``docs/conventions.md``).
+
+    Nothing is computed on real data: the graph is traced with ``torch.fx`` and run once on meta tensors.
+    """
+    c, h, w = (int(v) for v in input_size)
+    cap = capture(model, (batch, c, h, w))
+    steps = cap.steps
+    notes = list(cap.warnings)
+    rfs: dict[int, RF | None] = {}
+    grads: dict[int, bool] = {}
+    layers: list[Layer] = []
+    misaligned: list[dict[str, Any]] = []
+    uncounted: dict[str, int] = {}
+    guessed: list[str] = []
+    site_cache: dict[str, dict[str, Any]] = {}
+    in_hw = (h, w)
+    walk = cap.method == "module-walk"
+
+    for step in steps:
+        if step.kind == "input":
+            rfs[step.index] = RF()
+            grads[step.index] = False
+            continue
+        if step.kind == "attr":
+            rfs[step.index] = None
+            grads[step.index] = any(p.requires_grad for p in _attr_params(model, str(step.target)))
+            continue
+        rule = classify(step, steps)
+        tparents = _tensor_parents(step, steps)
+        if rule.first_only:
+            tparents = tparents[:1]
+        prf = [rfs[p] for p in tparents if rfs.get(p) is not None]
+        tin = first_tensor_in(step, steps)
+        out = step.out
+        # receptive field
+        broadcast: list[bool] = []
+        if isinstance(out, TMeta) and out.spatial:
+            for p in tparents:
+                if rfs.get(p) is None:
+                    continue
+                po = steps[p].out
+                broadcast.append(isinstance(po, TMeta) and po.spatial and po.hw == (1, 1) and out.hw != (1, 1))
+        else:
+            broadcast = [False] * len(prf)
+        problem = None
+        if prf:
+            base, problem = merge(prf, broadcast)
+        else:
+            base = RF()
+        if problem and (rule.merge or len(prf) > 1):
+            misaligned.append({"layer": step.name, "problem": problem})
+        geo = rule.geometry
+        if not isinstance(out, (TMeta, tuple, list)):
+            rf: RF | None = None
+        elif isinstance(out, TMeta) and not out.spatial:
+            rf = base.make_global(in_hw) if not base.glob else base
+        elif geo == "global":
+            scale = (
+                (tin.hw[0] / out.hw[0], tin.hw[1] / out.hw[1])
+                if tin is not None and tin.spatial and isinstance(out, TMeta)
+                else (1.0, 1.0)
+            )
+            rf = base.make_global(in_hw, scale)
+        elif geo == "guess":
+            rf = base
+            if isinstance(out, TMeta) and out.spatial and tin is not None and tin.spatial and tin.hw != out.hw:
+                sh, sw = tin.hw[0] / out.hw[0], tin.hw[1] / out.hw[1]
+                rf = base.stages([(sh, sh, 0.0)], [(sw, sw, 0.0)])
+                guessed.append(step.name)
+        elif geo is None:
+            rf = base
+        else:
+            hs, ws = geo  # type: ignore[misc]
+            rf = base.stages(hs, ws)
+        if (
+            walk
+            and isinstance(out, TMeta)
+            and out.spatial
+            and tin is not None
+            and tin.spatial
+            and geo is None
+            and tin.hw != out.hw
+        ):
+            guessed.append(step.name)
+        rfs[step.index] = rf
+        # cost
+        macs, bias = inner_macs(step.inner)
+        macs += rule.matmul_macs
+        other = rule.other_ops + bias
+        if rule.uncounted and isinstance(out, TMeta):
+            uncounted[step.target_name] = uncounted.get(step.target_name, 0) + 1
+        params = trainable = 0
+        if step.kind == "module":
+            params, trainable = _param_counts(step.target)
+        in_grad = any(grads.get(p, False) for p in step.parents)
+        grads[step.index] = in_grad or trainable > 0
+        bwd = 0
+        if macs:
+            if step.kind == "module":
+                w_train = trainable > 0
+            else:
+                wref = rule.matmul_weight_ref
+                w_train = isinstance(wref, Ref) and grads.get(wref.index, False)
+            bwd = macs * (int(w_train) + int(in_grad))
+        down = bool(
+            isinstance(out, TMeta) and out.spatial and tin is not None and tin.spatial
+            and (out.hw[0] < tin.hw[0] or out.hw[1] < tin.hw[1])
+        )  # fmt: skip
+        act = out.nbytes if isinstance(out, TMeta) and not rule.view else 0
+        layers.append(
+            Layer(
+                name=step.name,
+                op=step.target_name,
+                kind=step.kind,
+                shape=list(out.shape) if isinstance(out, TMeta) else None,
+                params=params,
+                trainable_params=trainable,
+                macs=macs,
+                backward_macs=bwd,
+                other_ops=other,
+                other_kind=rule.other_kind if rule.other_ops else ("bias" if bias else ""),
+                activation_bytes=act,
+                rf=_fmt_pair(rf.size) if rf is not None else None,
+                jump=_fmt_pair(rf.jump) if rf is not None else None,
+                center=_fmt_pair(rf.center) if rf is not None else None,
+                rf_global=bool(rf is not None and rf.glob),
+                downsample=down,
+                site=_site_info(model, step.site, site_cache),
+                view=rule.view or not isinstance(out, TMeta),
+                note="; ".join(
+                    x for x in (rule.note, problem if (problem and (rule.merge or len(prf) > 1)) else "") if x
+                ),
+            )
+        )
+    for mis in misaligned:
+        notes.append(f"misaligned branches at {mis['layer']}: {mis['problem']}")
+    if uncounted:
+        notes.append(
+            "ops with no counting rule (0 ops, RF unchanged unless the size changed): "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
+        )
+    if guessed:
+        notes.append(
+            "geometry guessed from shapes (kernel = stride = in/out) for: "
+            + ", ".join(guessed[:8])
+            + (" ..." if len(guessed) > 8 else "")
+        )
+    totals = _totals(model, layers, steps, rfs, misaligned, batch, c, h, w)
+    return Report(name or type(model).__name__, (c, h, w), batch, cap.method, cap.execution, layers, totals, notes)
+
+
+def _attr_params(model: nn.Module, target: str) -> list[torch.Tensor]:
+    try:
+        v = model.get_parameter(target)
+        return [v]
+    except (AttributeError, KeyError):
+        return []
+
+
+def _totals(
+    model: nn.Module,
+    layers: list[Layer],
+    steps: Sequence[Step],
+    rfs: dict[int, RF | None],
+    misaligned: list[dict[str, Any]],
+    batch: int,
+    c: int,
+    h: int,
+    w: int,
+) -> dict[str, Any]:
+    params, trainable = _param_counts(model)
+    macs = sum(layer.macs for layer in layers)
+    bwd = sum(layer.backward_macs for layer in layers)
+    other = sum(layer.other_ops for layer in layers)
+    act = sum(layer.activation_bytes for layer in layers)
+    by_kind: dict[str, int] = {}
+    for layer in layers:
+        if layer.other_ops:
+            by_kind[layer.other_kind or "other"] = by_kind.get(layer.other_kind or "other", 0) + layer.other_ops
+    # the final receptive field: the last spatial, non-global node (the feature map that feeds the head)
+    final = next(
+        (layer for layer in reversed(layers)
+         if layer.shape is not None and len(layer.shape) == 4 and not layer.rf_global and layer.rf is not None),
+        None,
+    )  # fmt: skip
+    rf = final.rf if final is not None else [float(h), float(w)]
+    jump = final.jump if final is not None else [1.0, 1.0]
+    center = final.center if final is not None else [0.0, 0.0]
+    sites = sorted({(layer.site["path"], layer.site["kind"], layer.site["op"]) for layer in layers if layer.site})
+    return {
+        "params": params,
+        "trainable_params": trainable,
+        "frozen_params": params - trainable,
+        "macs": macs,
+        "flops": 2 * macs,
+        "other_ops": other,
+        "other_ops_by_kind": dict(sorted(by_kind.items())),
+        "activation_bytes": act,
+        "input_bytes": batch * c * h * w * 4,
+        "train_step": {
+            "macs": macs + bwd,
+            "backward_macs": bwd,
+            "flops": 2 * (macs + bwd),
+            "other_ops": 2 * other,
+        },
+        "rf": max(rf),
+        "rf_hw": rf,
+        "jump": max(jump),
+        "jump_hw": jump,
+        "center": center,
+        "rf_layer": final.name if final is not None else None,
+        "misaligned": misaligned,
+        "sites": [{"path": p, "kind": k, "op": o} for p, k, o in sites],
+    }
+
+
+def cost_summary(model: nn.Module, input_size: Sequence[int]) -> dict[str, Any]:
+    """Forward-pass totals at batch 1: ``params, trainable_params, macs, other_ops, activation_bytes, rf,
+    jump`` (``rf``/``jump``: receptive field and effective stride of the last spatial feature map, the
+    larger of the two axes). A stable, cheap helper for other modules; see :func:`inspect` for details."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = inspect(model, input_size, batch=1).totals
+    return {k: t[k] for k in ("params", "trainable_params", "macs", "other_ops", "activation_bytes", "rf", "jump")}
+
+
+__all__ = ["CONVENTIONS", "Layer", "Report", "cost_summary", "inspect"]
