@@ -23,6 +23,7 @@ def report_command(
     ),
     test: str = typer.Option("t", "--test", help="Paired test: t (paired t-test) or wilcoxon (signed-rank)."),
     json_out: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of a summary."),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Skip the plots (faster; tables and text only)."),
 ) -> None:
     """(Re)write STUDY_DIR/report/ (index.html, report.md, report.json, figures/) and print the decision.
 
@@ -33,7 +34,7 @@ def report_command(
 
     if test not in ("t", "wilcoxon"):
         raise ReportError(f"unknown --test {test!r}; use t or wilcoxon")
-    index = write_report(study_dir, baseline=baseline, bootstrap=bootstrap, test=test)
+    index = write_report(study_dir, baseline=baseline, bootstrap=bootstrap, test=test, figures=not no_figures)
     data = json.loads((index.parent / "report.json").read_text(encoding="utf-8"))
     if json_out:
         print_json(data)

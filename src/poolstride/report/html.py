@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ footer { color: var(--muted); font-size: 0.85em; margin-top: 40px; border-top: 1
          padding-top: 8px; }
 """
 
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
 e = html.escape
 
 
@@ -53,10 +56,15 @@ def _table(head: list[str], rows: list[list[str]], text_cols: tuple[int, ...] = 
     return f'<div class="tablewrap"><table><thead><tr>{th}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def _img(report_dir: Path, rel: str, alt: str) -> str:
+def _img(report_dir: Path, rel: str, alt: str, dpi: int = 200) -> str:
+    """A PNG as a data URI, displayed at its physical size (CSS px are 1/96 in), never wider than the page."""
     raw = (report_dir / rel).read_bytes()
     b64 = base64.b64encode(raw).decode("ascii")
-    return f'<img src="data:image/png;base64,{b64}" alt="{e(alt)}">'
+    size = ""
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
+        w, h = struct.unpack(">II", raw[16:24])
+        size = f' width="{round(w * 96 / dpi)}" height="{round(h * 96 / dpi)}"'
+    return f'<img src="data:image/png;base64,{b64}"{size} alt="{e(alt)}">'
 
 
 def render(data: dict[str, Any], report_dir: Path) -> str:
@@ -72,6 +80,8 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     a("<!DOCTYPE html>")
     a('<html lang="en"><head><meta charset="utf-8">')
     a('<meta name="viewport" content="width=device-width, initial-scale=1">')
+    # Self-contained: no script, no fetch; images only from data: URIs.
+    a(f'<meta http-equiv="Content-Security-Policy" content="{CSP}">')
     a(f"<title>poolstride report: {e(str(st['name']))}</title>")
     a(f"<style>{CSS}</style></head><body>")
     a(f"<h1>poolstride report: {e(str(st['name']))}</h1>")
