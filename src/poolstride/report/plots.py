@@ -331,7 +331,7 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
     ax.set_ylabel("shift-consistency (%)")
     ax.grid(axis="x", visible=False)
     if has_circ:
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     png, svg = _save(fig, outdir, "shift")
     return {
