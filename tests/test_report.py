@@ -255,3 +255,21 @@ def test_no_nan_text_in_outputs(full_report: Path) -> None:
         assert not re.search(r"\b(nan|inf|infinity)\b", text, re.IGNORECASE), name
     html = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", full_report.read_text())
     assert not re.search(r"\b(nan|inf)\b", html, re.IGNORECASE)
+
+
+def test_baseline_without_successful_runs(tmp_path: Path) -> None:
+    d = make_study(tmp_path / "s", fail={("max", 0), ("max", 1), ("max", 2)})
+    data = build_report(d)
+    assert data["comparisons"] == []
+    assert data["decision"]["recommendation"] is None
+    assert "baseline max has no successful run" in data["decision"]["headline"]
+    assert data["status"]["runs_failed"] == 3
+    other = build_report(d, baseline="avg")
+    assert len(other["comparisons"]) == 2  # max has no runs to pair with
+
+
+def test_all_runs_failed_is_an_error(tmp_path: Path) -> None:
+    vs = DEFAULT_VARIANTS[:2]
+    d = make_study(tmp_path / "s", variants=vs, seeds=(0,), fail={("max", 0), ("avg", 0)})
+    with pytest.raises(ReportError, match="all 2 finished runs failed.*loss became NaN"):
+        write_report(d)

@@ -78,7 +78,10 @@ def write_report(
     study = load_study(study_dir)
     data = build(study, baseline, bootstrap=bootstrap, test=test)
     final = study.dir / "report"
-    tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))
+    except OSError as e:
+        raise ReportError(f"cannot write a report into {study.dir}: {e.strerror or e}") from None
     try:
         if figures:
             from .plots import make_figures

@@ -511,6 +511,9 @@ def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list
     for name, job in jobs:
         try:
             rec = job()
+        except Exception as e:  # noqa: BLE001 - one bad figure must not cost the whole report
+            notes.append(f"figure {name} failed: {type(e).__name__}: {e}")
+            continue
         finally:
             plt.close("all")
         if rec is None:
