@@ -17,3 +17,14 @@ __all__ = [
     "__version__",
     "parse",
 ]
+
+# Heavy entry points load on first use, so that `import poolstride` stays light.
+_LAZY = {"inspect": "poolstride.analysis", "profile": "poolstride.analysis", "gradflow": "poolstride.analysis"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'poolstride' has no attribute {name!r}")

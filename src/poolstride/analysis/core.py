@@ -164,7 +164,7 @@ def inspect(
         tparents = _tensor_parents(step, steps)
         if rule.first_only:
             tparents = tparents[:1]
-        prf = [rfs[p] for p in tparents if rfs.get(p) is not None]
+        prf: list[RF] = [r for p in tparents if (r := rfs.get(p)) is not None]
         tin = first_tensor_in(step, steps)
         out = step.out
         # receptive field
@@ -205,7 +205,8 @@ def inspect(
         elif geo is None:
             rf = base
         else:
-            hs, ws = geo  # type: ignore[misc]
+            assert not isinstance(geo, str)
+            hs, ws = geo
             rf = base.stages(hs, ws)
         if (
             walk
@@ -318,9 +319,9 @@ def _totals(
          if layer.shape is not None and len(layer.shape) == 4 and not layer.rf_global and layer.rf is not None),
         None,
     )  # fmt: skip
-    rf = final.rf if final is not None else [float(h), float(w)]
-    jump = final.jump if final is not None else [1.0, 1.0]
-    center = final.center if final is not None else [0.0, 0.0]
+    rf = final.rf if final is not None and final.rf else [float(h), float(w)]
+    jump = final.jump if final is not None and final.jump else [1.0, 1.0]
+    center = final.center if final is not None and final.center else [0.0, 0.0]
     sites = sorted({(layer.site["path"], layer.site["kind"], layer.site["op"]) for layer in layers if layer.site})
     return {
         "params": params,

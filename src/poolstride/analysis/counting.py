@@ -114,10 +114,7 @@ def _conv_stages(k: Any, s: Any, p: Any, d: Any, hw_in: tuple[int, int] | None) 
     out: list[list[Stage]] = [[], []]
     for a in range(2):
         ke = d2[a] * (k2[a] - 1) + 1
-        if isinstance(p, str):
-            pa = (ke - 1) // 2 if p == "same" else 0
-        else:
-            pa = _pair(p)[a]
+        pa = ((ke - 1) // 2 if p == "same" else 0) if isinstance(p, str) else _pair(p)[a]
         out[a].append((float(ke), float(s2[a]), float(pa)))
     return out[0], out[1]
 
@@ -202,18 +199,18 @@ def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
             return NodeRule("global" if not (isinstance(out, TMeta) and out.spatial) else None)
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k = _pair(m.kernel_size)
-            s = m.stride if m.stride is not None else m.kernel_size
+            st: Any = m.stride if m.stride is not None else m.kernel_size
             d = getattr(m, "dilation", 1)
             per = k[0] * k[1] - 1 if isinstance(m, nn.MaxPool2d) else k[0] * k[1]
             note = "ceil_mode: the last window may hang over the edge" if m.ceil_mode else ""
             return NodeRule(
-                _conv_stages(m.kernel_size, s, m.padding, d, None), numel * per,
+                _conv_stages(m.kernel_size, st, m.padding, d, None), numel * per,
                 "max" if isinstance(m, nn.MaxPool2d) else "avg", note=note,
             )  # fmt: skip
         if isinstance(m, nn.LPPool2d):
             k = _pair(m.kernel_size)
-            s = m.stride if m.stride is not None else m.kernel_size
-            return NodeRule(_conv_stages(m.kernel_size, s, 0, 1, None), numel * 2 * k[0] * k[1], "lp")
+            st2: Any = m.stride if m.stride is not None else m.kernel_size
+            return NodeRule(_conv_stages(m.kernel_size, st2, 0, 1, None), numel * 2 * k[0] * k[1], "lp")
         if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and tin is not None and isinstance(out, TMeta):
             geo, win, note = _adaptive(tin.hw, out.hw)
             per = win if isinstance(m, nn.AdaptiveAvgPool2d) else win - 1
@@ -233,7 +230,8 @@ def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
             r = float(m.upscale_factor)
             return NodeRule(([(1.0, 1 / r, 0.0)], [(1.0, 1 / r, 0.0)]), view=True)
         if isinstance(m, PAD_MODULES):
-            p = m.padding if isinstance(m.padding, tuple) else (m.padding,) * 4
+            pad_attr: Any = getattr(m, "padding", 0)
+            p = pad_attr if isinstance(pad_attr, tuple) else (pad_attr,) * 4
             return NodeRule(([(1.0, 1.0, float(p[2]))], [(1.0, 1.0, float(p[0]))]), view=True)
         if isinstance(m, nn.Upsample) and tin is not None and isinstance(out, TMeta):
             return NodeRule(_rescale(tin, out), note="upsampling: RF approximate")
@@ -265,18 +263,18 @@ def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
             avg = t is F.adaptive_avg_pool2d
             return NodeRule(geo, numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
         if t in (F.conv2d, torch.conv2d):
-            w = _meta(steps, _arg(step, 1, "weight"))
+            wm = _meta(steps, _arg(step, 1, "weight"))
             hw = tin.hw if tin is not None and tin.spatial else None
             geo = _conv_stages(
-                w.shape[-2:] if w is not None else 1, _arg(step, 3, "stride", 1), _arg(step, 4, "padding", 0),
+                wm.shape[-2:] if wm is not None else 1, _arg(step, 3, "stride", 1), _arg(step, 4, "padding", 0),
                 _arg(step, 5, "dilation", 1), hw,
             )  # fmt: skip
-            macs = numel * (math.prod(w.shape[1:]) if w is not None else 0)
+            macs = numel * (math.prod(wm.shape[1:]) if wm is not None else 0)
             wref = _arg(step, 1, "weight")
             return NodeRule(geo, matmul_macs=macs, matmul_weight_ref=wref if isinstance(wref, Ref) else None)
         if t in (F.linear, torch.matmul, operator.matmul, torch.mm, torch.bmm):
-            w = _meta(steps, _arg(step, 1, "weight"))
-            inner = w.shape[-1] if (w is not None and t is F.linear) else (tin.shape[-1] if tin is not None else 0)
+            wl = _meta(steps, _arg(step, 1, "weight"))
+            inner = wl.shape[-1] if (wl is not None and t is F.linear) else (tin.shape[-1] if tin is not None else 0)
             wref = _arg(step, 1, "weight")
             return NodeRule(
                 "global" if not (isinstance(out, TMeta) and out.spatial) else None, matmul_macs=numel * inner,
@@ -351,7 +349,7 @@ def inner_macs(inner: Sequence[Inner]) -> tuple[int, int]:
     """(MACs, bias adds) of the conv/linear module calls seen in a node."""
     macs = bias = 0
     for i in inner:
-        m = i.module
+        m: Any = i.module
         w = m.weight
         if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
             macs += i.inp.numel * math.prod(w.shape[1:])

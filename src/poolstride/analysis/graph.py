@@ -167,7 +167,7 @@ def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
+    p: torch.Tensor | None = next(model.parameters(), None)
     if p is None:
         p = next(model.buffers(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -219,7 +219,8 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Captured:
             gm = fx.GraphModule(model, _Tracer().trace(model))
         except Exception as e:  # noqa: BLE001 - any trace failure means: fall back
             msg = (
-                f"torch.fx could not trace {type(model).__name__} ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                f"torch.fx could not trace {type(model).__name__} "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                 "falling back to a module-order walk: receptive fields assume a chain of modules and "
                 "functional ops between modules (adds, functional pools) are not counted"
             )
@@ -261,8 +262,8 @@ def _steps_from_graph(gm: fx.GraphModule, rec: _Recorder, sites: set[str]) -> li
             continue
         parents: list[int] = []
 
-        def ref(a: fx.Node, parents: list[int] = parents) -> Ref:
-            parents.append(index[a])
+        def ref(a: fx.Node) -> Any:
+            parents.append(index[a])  # noqa: B023 - used immediately, inside this iteration
             return Ref(index[a])
 
         args = fx.node.map_arg(n.args, ref)
@@ -355,7 +356,7 @@ def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], s
         h1.remove()
         h2.remove()
     steps = [Step(0, "input", "input", "x", (), {}, [], TMeta(tuple(input_shape), torch.float32, 4))]
-    for mod, inp, out, inner in calls:
+    for mod, _inp, out, inner in calls:
         path = names.get(id(mod), type(mod).__name__)
         prev = steps[-1].index
         steps.append(

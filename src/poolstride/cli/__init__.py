@@ -13,6 +13,7 @@ import typer
 from .. import __version__
 from ..errors import PoolstrideError
 from . import models_cmd as _models_cmd  # noqa: F401,E402
+from . import inspect_cmd as _inspect_cmd  # noqa: F401,E402
 
 # Subcommand modules register themselves on `app` when imported (order = order in --help).
 from . import ops_cmd as _ops_cmd  # noqa: F401,E402

@@ -1,0 +1,381 @@
+"""``poolstride inspect``, ``poolstride cost`` and ``poolstride explain``: static and measured cost.
+
+JSON outputs (``--json``) are documented in docs/analysis.md and carry ``"schema": 1``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ..errors import PoolstrideError, SpecError
+from .common import app, console, parse_input_size, print_json
+
+
+def _h(n: float | int | None, unit: str = "") -> str:
+    """4089184256 -> '4.09G'."""
+    if n is None:
+        return "-"
+    x = float(n)
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suf}{unit}"
+    return f"{int(x) if x.is_integer() else round(x, 3)}{unit}"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    x = float(n)
+    for div, suf in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if x >= div:
+            return f"{x / div:.3g} {suf}"
+    return f"{int(x)} B"
+
+
+def _g(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _pair(p: list[float] | None) -> str:
+    if p is None:
+        return "-"
+    return _g(p[0]) if p[0] == p[1] else f"{_g(p[0])}x{_g(p[1])}"
+
+
+def _input(text: str | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    return parse_input_size(text) if text else default
+
+
+@app.command("inspect")
+def inspect_command(
+    model: str = typer.Argument(
+        ...,
+        help="Built-in name (allcnn-c:all-cnn, resnet50...), torchvision:NAME, timm:NAME or package.module:callable.",
+    ),
+    input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW, e.g. 3x224x224 (default: the model's)."),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size for the counts."),
+    downsample: str = typer.Option(None, "--downsample", "-d", help="Operator at every site of a built-in model."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. stem=s1pool."),
+    all_layers: bool = typer.Option(False, "--all", help="Also list views and data movement (flatten, cat...)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/analysis.md)."),
+) -> None:
+    """Per-layer shapes, params, MACs, other ops, activation memory and receptive field, with totals."""
+    from ..analysis import inspect
+    from ..resolve import parse_options, resolve
+
+    r = resolve(model, parse_options(option), downsample)
+    size = _input(input_size, r.input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = inspect(r.model, size, batch=batch, name=r.name)
+    if json_out:
+        print_json(rep.to_dict(all_layers=True))
+        return
+    t = Table(title=f"{r.name} @ {'x'.join(map(str, size))}, batch {batch} ({rep.method}, {rep.execution} tensors)")
+    for col, just in (
+        ("#", "right"), ("layer", "left"), ("op", "left"), ("site", "left"), ("output", "left"),
+        ("params", "right"), ("MACs", "right"), ("other ops", "right"), ("act", "right"),
+        ("RF", "right"), ("jump", "right"), ("centre", "right"),
+    ):  # fmt: skip
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i, layer in enumerate(rep.layers):
+        if layer.view and not all_layers:
+            continue
+        site = (
+            f"[bold]{layer.site['kind']}[/]: {layer.site['op']}"
+            if layer.site
+            else ("downsamples" if layer.downsample else "")
+        )
+        params = _h(layer.params) + (
+            "" if layer.params == layer.trainable_params else f" ({_h(layer.params - layer.trainable_params)} frozen)"
+        )
+        other = f"{_h(layer.other_ops)} {layer.other_kind}" if layer.other_ops else ""
+        rf = "global" if layer.rf_global else _pair(layer.rf)
+        note = " [yellow]![/]" if layer.note else ""
+        t.add_row(
+            str(i), layer.name + note, layer.op, site, "x".join(map(str, layer.shape)) if layer.shape else "-",
+            params if layer.params else "", _h(layer.macs) if layer.macs else "", other,
+            _bytes(layer.activation_bytes) if layer.activation_bytes else "", rf, _pair(layer.jump),
+            _pair(layer.center),
+        )  # fmt: skip
+    console.print(t)
+    tot = rep.totals
+    tr = tot["train_step"]
+    console.print(
+        f"[bold]forward[/]: params {tot['params']:,} ({tot['trainable_params']:,} trainable) | "
+        f"MACs {tot['macs']:,} ({_h(tot['macs'])}, = {_h(tot['flops'])} FLOPs) | other ops {tot['other_ops']:,} "
+        f"({', '.join(f'{k} {_h(v)}' for k, v in tot['other_ops_by_kind'].items())}) | "
+        f"activations {_bytes(tot['activation_bytes'])}"
+    )
+    console.print(
+        f"[bold]training step[/] (forward + backward): MACs {tr['macs']:,} ({_h(tr['macs'])}; backward "
+        f"{_h(tr['backward_macs'])}) | other ops {_h(tr['other_ops'])}"
+    )
+    console.print(
+        f"[bold]receptive field[/] at {tot['rf_layer']}: {_pair(tot['rf_hw'])} px, jump {_pair(tot['jump_hw'])}, "
+        f"centre offset {_pair(tot['center'])}"
+    )
+    for w in rep.warnings:
+        console.print(f"[yellow]note:[/] {w}", markup=True, highlight=False)
+    console.print("[dim]conventions: docs/conventions.md (MACs are not FLOPs; pooling counted by its kernel)[/]")
+
+
+def _split_variants(text: str) -> list[str]:
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    if depth != 0 or any(not v for v in out):
+        raise SpecError(f"bad --variants {text!r}; expected a comma-separated list such as max,conv(k=3),blur")
+    return out
+
+
+def _variant_model(model: str, options: dict[str, Any], variant: str, size: tuple[int, int, int]) -> Any:
+    from ..resolve import resolve
+    from ..spec import parse
+
+    if variant in ("base", "-", "as-is"):
+        return resolve(model, options).model
+    if "->" in variant:
+        base = resolve(model, options)
+        return _convert(base.model, variant, size)
+    spec = parse(variant)
+    r = resolve(model, options, None)
+    if r.builtin:
+        return resolve(model, options, str(spec)).model
+    return _convert(r.model, f"pool->{spec}", size)
+
+
+def _convert(model: Any, policy: str, size: tuple[int, int, int]) -> Any:
+    try:
+        from ..surgery import convert
+    except ImportError:
+        raise PoolstrideError(
+            f"variant {policy!r} needs poolstride.surgery to rewrite a model without built-in sites"
+        ) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return convert(model, policy, size)
+
+
+@app.command("cost")
+def cost_command(
+    model: str = typer.Argument(
+        ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
+    ),
+    variants: str = typer.Option(
+        "base",
+        "--variants",
+        "-v",
+        help="Comma-separated operators for every site (max,conv(k=3),blur(base=max,size=3)); 'base' = as built; "
+        "a surgery policy with '->' is also accepted.",
+    ),  # fmt: skip
+    input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW (default: the model's)."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. stem=s1pool."),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure latency and peak memory."),
+    batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size for the latency measurement."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats (median and IQR)."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed warm-up runs."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/analysis.md)."),
+) -> None:
+    """One row per variant: params, MACs, other ops, activation memory, RF, latency, and the ratio to the first."""
+    import torch
+
+    from ..analysis import CONVENTIONS, inspect
+    from ..analysis.profile import profile
+    from ..resolve import parse_options, resolve
+
+    opts = parse_options(option)
+    names = _split_variants(variants)
+    from ..spec import parse
+
+    for v in names:  # validate every spec before any work
+        if v not in ("base", "-", "as-is") and "->" not in v:
+            parse(v)
+    base = resolve(model, opts)
+    size = _input(input_size, base.input_size)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows: list[dict[str, Any]] = []
+    for v in names:
+        m = base.model if v in ("base", "-", "as-is") else _variant_model(model, opts, v, size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = inspect(m, size)
+        t = rep.totals
+        row: dict[str, Any] = {
+            "variant": v,
+            "params": t["params"],
+            "trainable_params": t["trainable_params"],
+            "macs": t["macs"],
+            "flops": t["flops"],
+            "other_ops": t["other_ops"],
+            "activation_bytes": t["activation_bytes"],
+            "train_step_macs": t["train_step"]["macs"],
+            "rf": t["rf"],
+            "jump": t["jump"],
+            "misaligned": len(t["misaligned"]),
+            "latency": None,
+        }
+        if latency:
+            row["latency"] = {}
+            for d in devices:
+                p = profile(m, size, d, batch_sizes=(batch,), warmup=warmup, repeats=repeats)
+                b = p.batches[0]
+                row["latency"][d] = {
+                    "batch": batch,
+                    "forward_ms": b.forward.median_ms,
+                    "forward_iqr_ms": b.forward.iqr_ms,
+                    "train_step_ms": b.train_step.median_ms if b.train_step else None,
+                    "train_step_iqr_ms": b.train_step.iqr_ms if b.train_step else None,
+                    "peak_memory_bytes": b.peak_memory_bytes,
+                    "memory_method": p.memory_method,
+                }
+                if d == "cuda":
+                    m.to("cpu")
+        rows.append(row)
+    first = rows[0]
+    for row in rows:
+        ratio: dict[str, float | None] = {}
+        for k in ("params", "macs", "other_ops", "activation_bytes", "train_step_macs"):
+            ratio[k] = row[k] / first[k] if first[k] else None
+        if latency:
+            for d in devices:
+                a, b0 = row["latency"][d]["forward_ms"], first["latency"][d]["forward_ms"]
+                ratio[f"forward_ms_{d}"] = a / b0 if b0 else None
+        row["ratio"] = ratio
+    out = {
+        "schema": 1,
+        "model": base.name,
+        "input_size": list(size),
+        "latency_batch": batch if latency else None,
+        "devices": devices if latency else [],
+        "conventions": CONVENTIONS,
+        "variants": rows,
+    }
+    if json_out:
+        print_json(out)
+        return
+    tab = Table(title=f"{base.name} @ {'x'.join(map(str, size))}: cost per variant (ratio to {first['variant']})")
+    cols = ["variant", "params", "MACs", "x", "other ops", "act", "RF", "jump"]
+    if latency:
+        for d in devices:
+            cols += [f"fwd ms {d}", f"train ms {d}", "x"]
+        cols.append("peak mem")
+    for col in cols:
+        tab.add_column(col, justify="left" if col == "variant" else "right")
+    for row in rows:
+        mx = row["ratio"]["macs"]
+        cells = [
+            row["variant"], _h(row["params"]), _h(row["macs"]), f"{mx:.2f}" if mx else "-", _h(row["other_ops"]),
+            _bytes(row["activation_bytes"]), _g(row["rf"]) + (" !" if row["misaligned"] else ""), _g(row["jump"]),
+        ]  # fmt: skip
+        if latency:
+            for d in devices:
+                L = row["latency"][d]
+                r = row["ratio"].get(f"forward_ms_{d}")
+                cells += [
+                    f"{L['forward_ms']:.1f} ±{L['forward_iqr_ms']:.1f}",
+                    f"{L['train_step_ms']:.1f}" if L["train_step_ms"] is not None else "-",
+                    f"{r:.2f}" if r else "-",
+                ]
+            cells.append(_bytes(row["latency"]["cpu"]["peak_memory_bytes"]))
+        tab.add_row(*cells)
+    console.print(tab)
+    console.print(
+        "[dim]MACs: conv/linear multiply-accumulates (FLOPs = 2 x MACs); other ops: pooling by its kernel, norm, "
+        "activation, add (docs/conventions.md). Latency: median ± IQR; '!' = misaligned residual branches.[/]"
+    )
+
+
+@app.command("explain")
+def explain_command(
+    what: str = typer.Argument(
+        None,
+        help="Operator specs (comma-separated) to walk the map through; or 'stem' (ResNet-50 stride-1 stem + "
+        "pool vs stride-2 stem), 'vgg' (one 7x7 vs three 3x3), 'all'. Default: the question's operators.",
+    ),
+    input_size: str = typer.Option("4x4", "--input", "-i", help="Map size HxW for the operator walk-through."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The question's example: a 4x4 map through 2x2 max/avg pooling, a 2x2 stride-2 conv and the other
+    operators; and its two quantitative claims ('stem', 'vgg')."""
+    from ..analysis.explain import explain_ops, explain_stem, explain_vgg
+
+    w = (what or "").strip().lower()
+    parts = {"stem", "vgg"} if w == "all" else ({w} if w in ("stem", "vgg") else set())
+    out: dict[str, Any] = {}
+    if not parts or w == "all":
+        try:
+            _, h, wd = parse_input_size(input_size)
+        except PoolstrideError:
+            raise
+        hw = (h, wd)
+        out["ops"] = explain_ops(None if w in ("", "all") else what, hw)
+    if "stem" in parts:
+        out["stem"] = explain_stem()
+    if "vgg" in parts:
+        out["vgg"] = explain_vgg()
+    if json_out:
+        print_json(out)
+        return
+    if "ops" in out:
+        _print_ops(out["ops"])
+    if "stem" in out:
+        s = out["stem"]
+        t = Table(title="ResNet-50 stem: stride 1 + 2x2 max pool (s1pool) vs stride 2 (original), 224x224")
+        for col in ("stem", "stem MACs", "stem other ops", "model MACs", "RF"):
+            t.add_column(col, justify="right" if col != "stem" else "left")
+        for k in ("original", "s1pool"):
+            r = s[k]
+            t.add_row(k, f"{r['stem_macs']:,}", f"{r['stem_other_ops']:,}", _h(r["total_macs"]), _g(r["rf"]))
+        console.print(t)
+        console.print(
+            f"stem MACs x{s['stem_mac_ratio']:.2f}, model MACs x{s['total_mac_ratio']:.3f}, plus "
+            f"{s['extra_pool_ops']:,} pool comparisons: claim {'holds' if s['holds'] else 'does NOT hold'}"
+        )
+    if "vgg" in out:
+        v = out["vgg"]
+        t = Table(title=f"one 7x7 vs three 3x3 convs, C = {v['channels']} (no bias)")
+        for col in ("layout", "RF", "weights", "weights / C^2", "MACs", "ReLUs"):
+            t.add_column(col, justify="right" if col != "layout" else "left")
+        for k in ("one_7x7", "three_3x3"):
+            r = v[k]
+            t.add_row(k, _g(r["rf"]), f"{r['params']:,}", _g(r["params_per_c2"]), _h(r["macs"]), str(r["relus"]))
+        console.print(t)
+        console.print(
+            f"7x7 has x{v['param_ratio']:.2f} the weights: claim {'holds' if v['holds'] else 'does NOT hold'}"
+        )
+
+
+def _print_ops(d: dict[str, Any]) -> None:
+    def grid(m: list[list[float]]) -> str:
+        cells = [[_g(round(v, 2)) for v in row] for row in m]
+        wd = max((len(c) for row in cells for c in row), default=1)
+        return "\n".join(" ".join(f"{c:>{wd}}" for c in row) for row in cells)
+
+    console.print(f"input ({d['input_size'][1]}x{d['input_size'][2]}, one channel):")
+    console.print(grid(d["input"]), highlight=False)
+    t = Table(title="stride-2 downsampling of this map (learnable ops shown with an averaging init)")
+    for c in ("operator", "output", "params (C=1)", "params (C=64)", "MACs", "other ops", "RF", "centre"):
+        t.add_column(c, justify="left" if c in ("operator", "output") else "right")
+    for r in d["operators"]:
+        if r.get("error"):
+            t.add_row(r["spec"], f"[red]{r['error']}[/]", "", "", "", "", "", "")
+            continue
+        t.add_row(
+            r["spec"], grid(r["output"]), str(r["params"]), f"{r['params_c64']:,}", str(r["macs"]),
+            str(r["other_ops"]), "global" if r["rf_global"] else _g(r["rf"]), _g(r["center"]),
+        )  # fmt: skip
+    console.print(t)

@@ -1,0 +1,139 @@
+"""Turn a MODEL string from the command line into a module and its natural input size.
+
+* a built-in name, optionally with a variant: ``resnet50``, ``allcnn-c:all-cnn``, ``resnet20:B``;
+* ``torchvision:NAME`` - ``torchvision.models.get_model(NAME, weights=None)`` (input 3x224x224; 3x299x299
+  for inception_v3);
+* ``timm:NAME`` - ``timm.create_model(NAME, pretrained=False)`` (input from the model's default config);
+* ``package.module:callable`` - imported and called without arguments (an ``nn.Module`` instance is used
+  as is); input 3x224x224 unless the object has an ``input_size`` attribute.
+
+Unknown names and missing packages raise :class:`~poolstride.errors.ModelError` with a message that says
+what is valid or what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .errors import ModelError, PoolstrideError
+
+
+@dataclass
+class Resolved:
+    model: nn.Module
+    input_size: tuple[int, int, int]
+    name: str
+    source: str  # builtin | torchvision | timm | callable
+    builtin: bool
+
+
+def _builtin_names() -> list[str]:
+    from . import models
+
+    return models.names()
+
+
+def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str | None = None) -> Resolved:
+    """Build the model named by ``text`` (see the module docstring). ``options`` are keyword arguments for
+    a built-in family (``stem=s1pool``...) or for the torchvision/timm/callable constructor;
+    ``downsample`` sets every site of a built-in model."""
+    opts = dict(options or {})
+    t = text.strip()
+    if not t:
+        raise ModelError("empty model name")
+    head, sep, tail = t.partition(":")
+    builtin = _builtin_names()
+    if head.lower() in builtin:
+        from . import models
+
+        m = models.build(t, downsample=downsample, **opts)
+        return Resolved(m, models.get_entry(t).input_size, t, "builtin", True)
+    if downsample is not None:
+        raise ModelError(f"{t}: --downsample applies to built-in models; use a surgery policy for others")
+    if head == "torchvision" and sep:
+        try:
+            tvm = importlib.import_module("torchvision.models")
+        except ImportError:
+            raise ModelError(f"{t}: torchvision is not installed (pip install torchvision)") from None
+        try:
+            m = tvm.get_model(tail, weights=None, **opts)
+        except (ValueError, KeyError):
+            valid = ", ".join(sorted(tvm.list_models())[:40])
+            raise ModelError(f"unknown torchvision model {tail!r}; valid names include: {valid}, ...") from None
+        size = (3, 299, 299) if tail.startswith("inception") else (3, 224, 224)
+        return Resolved(m, size, t, "torchvision", False)
+    if head == "timm" and sep:
+        try:
+            timm = importlib.import_module("timm")
+        except ImportError:
+            raise ModelError(f"{t}: timm is not installed (pip install timm)") from None
+        try:
+            m = timm.create_model(tail, pretrained=False, **opts)
+        except RuntimeError as e:
+            raise ModelError(f"unknown timm model {tail!r}: {str(e).splitlines()[0]}") from None
+        cfg = getattr(m, "pretrained_cfg", None) or getattr(m, "default_cfg", None) or {}
+        size = tuple(cfg.get("input_size", (3, 224, 224)))
+        return Resolved(m, (int(size[0]), int(size[1]), int(size[2])), t, "timm", False)
+    if sep and tail and ("." in head or _importable(head)):
+        try:
+            mod = importlib.import_module(head)
+        except ImportError as e:
+            raise ModelError(f"{t}: cannot import module {head!r}: {e}") from None
+        obj: Any = mod
+        for part in tail.split("."):
+            if not hasattr(obj, part):
+                raise ModelError(f"{t}: module {head!r} has no attribute {tail!r}")
+            obj = getattr(obj, part)
+        if not isinstance(obj, nn.Module):
+            if not callable(obj):
+                raise ModelError(f"{t}: {tail!r} is neither an nn.Module nor callable")
+            try:
+                obj = obj(**opts)
+            except PoolstrideError:
+                raise
+            except Exception as e:  # noqa: BLE001 - user code
+                raise ModelError(f"{t}: calling {tail}() failed: {type(e).__name__}: {e}") from None
+        if not isinstance(obj, nn.Module):
+            raise ModelError(f"{t}: {tail}() returned {type(obj).__name__}, not an nn.Module")
+        size = tuple(getattr(obj, "input_size", (3, 224, 224)))
+        return Resolved(obj, (int(size[0]), int(size[1]), int(size[2])), t, "callable", False)
+    raise ModelError(
+        f"unknown model {t!r}; valid: built-in names ({', '.join(builtin)}), torchvision:NAME, timm:NAME, "
+        "or package.module:callable"
+    )
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["stem=s1pool", "num_classes=10"]`` -> ``{"stem": "s1pool", "num_classes": 10}``."""
+    out: dict[str, Any] = {}
+    for it in items or []:
+        k, eq, v = it.partition("=")
+        if not eq or not k.strip():
+            raise ModelError(f"bad option {it!r}; expected key=value")
+        val: Any = v.strip()
+        for conv in (int, float):
+            try:
+                val = conv(val)
+                break
+            except ValueError:
+                pass
+        if val in ("true", "false"):
+            val = val == "true"
+        out[k.strip()] = val
+    return out
+
+
+__all__ = ["Resolved", "parse_options", "resolve"]
