@@ -45,7 +45,7 @@ def blur_downsample(x: torch.Tensor, filt: torch.Tensor, stride: int) -> torch.T
     ],
     summary="BlurPool: (max pool s=1 | conv s=1 | nothing) then binomial blur + subsample",
     source="Zhang 2019, 'Making Convolutional Networks Shift-Invariant Again' (ICML, arXiv:1904.11486)",
-    learnable=False,
+    learnable=True,  # with base=conv (the blur filter itself is fixed); like mixed: "can have trained params"
     changes_channels=True,
     params_formula="0 (base=max/avg); k^2*Cin*Cout + Cout (base=conv)",
     shape_rule="ceil(m/s), m = n (avg), n-k+1 (max: unpadded k x k s=1 pool), n+2*((k-1)//2)-k+1 (conv)",
@@ -62,6 +62,8 @@ class BlurPool(Downsample):
     The filter is a fixed buffer of shape (C, 1, size, size), not trained; reflect padding falls back to
     replicate when the map is smaller than the pad.
     """
+
+    filt: torch.Tensor
 
     @classmethod
     def can_change_channels(cls, spec: OpSpec) -> bool:
