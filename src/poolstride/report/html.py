@@ -89,7 +89,8 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
         '<p class="meta">'
         + e(
             f"model {st.get('model') or '?'} · dataset {st['dataset']} · "
-            f"{len(st['variants'])} variants × {len(st['seeds'])} seeds · baseline {opts['baseline']}"
+            f"{tables.plural(len(st['variants']), 'variant')} × {tables.plural(len(st['seeds']), 'seed')} · "
+            f"baseline {opts['baseline']}"
         )
         + (f"<br>recipe: {e(recipe_txt)}" if recipe_txt else "")
         + f"<br>{e(tables.status_line(data))}</p>"

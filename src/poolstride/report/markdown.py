@@ -32,8 +32,9 @@ def render(data: dict[str, Any]) -> str:
     a("")
     a(
         _text(
-            f"model {st.get('model') or '?'} · dataset {st['dataset']} · {len(st['variants'])} variants × "
-            f"{len(st['seeds'])} seeds · baseline {opts['baseline']} · {tables.status_line(data)}"
+            f"model {st.get('model') or '?'} · dataset {st['dataset']} · "
+            f"{tables.plural(len(st['variants']), 'variant')} × {tables.plural(len(st['seeds']), 'seed')} · "
+            f"baseline {opts['baseline']} · {tables.status_line(data)}"
         )
     )
     a("")

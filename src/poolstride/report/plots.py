@@ -16,7 +16,7 @@ from .load import Study
 
 # Okabe & Ito (2008). Black first (baseline), yellow last (weak contrast on white).
 OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p"]
 PNG_DPI = 200
 
 
@@ -50,17 +50,24 @@ def _mpl() -> Any:
 
 
 class Style:
-    """Colour and marker of each variant, fixed by its order in the study (baseline: black circle)."""
+    """Colour, marker, line style and bar hatch of each variant, fixed by its order in the study.
+
+    The baseline alone is black (circle, hatched bars); the other variants cycle through the 7 other Okabe-Ito
+    colours, and from the 8th on also differ by line style and hatch; markers cycle with another period.
+    """
 
     def __init__(self, variants: list[str], baseline: str) -> None:
         order = [baseline] + [v for v in variants if v != baseline]
-        self.colour = {}
-        self.marker = {}
-        self.linestyle = {}
-        for i, v in enumerate(order):
-            self.colour[v] = OKABE_ITO[i % len(OKABE_ITO)]
-            self.marker[v] = MARKERS[i % len(MARKERS)]
-            self.linestyle[v] = ["-", "--", ":", "-."][(i // len(OKABE_ITO)) % 4]
+        self.colour = {baseline: OKABE_ITO[0]}
+        self.marker = {baseline: MARKERS[0]}
+        self.linestyle = {baseline: "-"}
+        self.hatch: dict[str, str | None] = {baseline: "//"}
+        n = len(OKABE_ITO) - 1
+        for j, v in enumerate(order[1:]):
+            self.colour[v] = OKABE_ITO[1 + j % n]
+            self.marker[v] = MARKERS[1 + j % (len(MARKERS) - 1)]
+            self.linestyle[v] = ["-", "--", ":", "-."][(j // n) % 4]
+            self.hatch[v] = [None, "..", "xx", "--"][(j // n) % 4]
         self.order = order
 
 
@@ -298,12 +305,11 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
             s["mean"],
             w,
             color=style.colour[v["name"]],
-            hatch="//" if v["name"] == base else None,
+            hatch=style.hatch[v["name"]],
             edgecolor="white" if v["name"] != base else "#666666",
             yerr=yerr,
             capsize=3,
             error_kw={"elinewidth": 1.0},
-            label="shift (padded)" if i == 0 else None,
         )
         sc = v["shift_consistency_circular"]
         if has_circ and sc["mean"] is not None:
@@ -318,7 +324,6 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
                 yerr=yerr2,
                 capsize=3,
                 error_kw={"elinewidth": 1.0},
-                label="circular shift" if i == 0 else None,
             )
     lows = [v["shift_consistency"]["min"] for v in rows if v["shift_consistency"]["min"] is not None]
     lo = max(0.0, 5.0 * math.floor((min(lows) - 5.0) / 5.0)) if lows else 0.0
@@ -331,7 +336,13 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
     ax.set_ylabel("shift-consistency (%)")
     ax.grid(axis="x", visible=False)
     if has_circ:
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+        from matplotlib.patches import Patch
+
+        proxies = [
+            Patch(facecolor="#777777", label="shifted with padding"),
+            Patch(facecolor="#777777", alpha=0.45, label="circular shift"),
+        ]
+        ax.legend(handles=proxies, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     png, svg = _save(fig, outdir, "shift")
     return {

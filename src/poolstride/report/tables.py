@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def num(x: Any, digits: int = 2) -> str:
     if x is None:
         return "n/a"
