@@ -1,0 +1,845 @@
+"""Apply a policy to any model: a new model, the input model untouched.
+
+Module sites are replaced by setting attributes on a deep copy (the model keeps its class and its
+``forward``); functional sites (``F.max_pool2d`` calls) need the fx graph, so when the policy touches one
+the result is a rewritten ``torch.fx.GraphModule``. Every replacement is checked on the site's recorded
+input shape before it is installed (a replacement that cannot give the site's output size raises
+:class:`~poolstride.errors.SiteError` naming the site), and a probe forward pass of the converted model
+then checks that the output and every surviving module's output keep their shapes.
+
+Weights: untouched layers keep theirs. A strided conv that is run at stride 1 (``conv->conv(s=1)+...``),
+a shortcut conv behind a pool (``shortcut->avg+1x1``) and the conv that takes a removed pool's stride keep
+their weights too. New layers get the registered operator's init. With ``init="preserve"`` new convs start
+as the function they replace where that is mathematically possible (a conv replacing an average pool
+starts as the averaging kernel; a conv replacing a conv embeds the old kernel); every such claim is
+verified numerically on the site's input and reported per site.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..errors import ModelError, PoolstrideError, SiteError
+from ..models.shortcuts import PoolWiden
+from ..models.site import DownsampleSite, make_site_op
+from ..ops import Downsample
+from ..ops import build as build_op
+from .find import (
+    POOL,
+    Analysis,
+    Site,
+    _first_tensor,
+    _pair,
+    _pool_call_args,
+    analyze,
+    probe_input,
+    run_probe,
+)
+from .policy import OP, REMOVE, SHORT, STRIDE1, Policy, Rule, parse_policy
+
+
+class SurgeryWarning(UserWarning):
+    """A policy rule or selector that matches nothing, or a site left alone, with the reason."""
+
+
+# ------------------------------------------------------------------------------------------- records
+@dataclass
+class Change:
+    """What happened at one site."""
+
+    site: Site
+    rule: str
+    after: str
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    init: str
+    fit: tuple[int, int] | None = None
+    out_size: tuple[int, int] | None = None
+
+    @property
+    def params_delta(self) -> int:
+        return self.params_after - self.params_before
+
+    @property
+    def macs_delta(self) -> int:
+        return self.macs_after - self.macs_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.site.path,
+            "kind": self.site.kind,
+            "stage": self.site.stage,
+            "channels": self.site.channels,
+            "stride": self.site.stride,
+            "in_size": self.site.in_size,
+            "out_size": self.site.out_size,
+            "before": self.site.op,
+            "after": self.after,
+            "rule": self.rule,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "init": self.init,
+            "fit": self.fit,
+        }
+
+
+@dataclass
+class Conversion:
+    """The result of :func:`convert_detailed`: the new model and what was done."""
+
+    model: nn.Module
+    policy: Policy
+    input_size: tuple[int, ...]
+    sites: list[Site]
+    changes: list[Change]
+    skipped: list[tuple[Site, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    graph_rewritten: bool = False
+    traced: bool = False
+    max_abs_diff: float | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def recipe(self, model: str | None = None, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The recipe that rebuilds this conversion (see :mod:`poolstride.surgery.recipe`)."""
+        from .recipe import make_recipe
+
+        return make_recipe(self, model, model_kwargs)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+class Fit(nn.Module):
+    """Pads (replicate or zeros) or crops the bottom/right edge so a replacement gives exactly the site's
+    output size (the analogue of ``ceil_mode``); amounts are fixed for the converted input size."""
+
+    def __init__(self, pad_h: int, pad_w: int, mode: str = "replicate") -> None:
+        super().__init__()
+        self.pad_h, self.pad_w, self.mode = int(pad_h), int(pad_w), mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_h < 0:
+            x = x[:, :, : self.pad_h, :]
+        if self.pad_w < 0:
+            x = x[:, :, :, : self.pad_w]
+        ph, pw = max(self.pad_h, 0), max(self.pad_w, 0)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode=self.mode) if self.mode != "zeros" else F.pad(x, (0, pw, 0, ph))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"pad_h={self.pad_h}, pad_w={self.pad_w}, mode={self.mode}"
+
+
+class FunctionalPool(nn.Module):
+    """A functional pooling call captured as a module (the original of an fx site)."""
+
+    def __init__(self, typ: str, args: dict[str, Any]) -> None:
+        super().__init__()
+        self.typ = typ
+        self.args = {k: v for k, v in args.items() if k != "type"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.args
+        if self.typ == "max":
+            return F.max_pool2d(x, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"])
+        return F.avg_pool2d(
+            x, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"],
+            a["divisor_override"],
+        )  # fmt: skip
+
+
+_ELEMENTWISE = (
+    nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU,
+    nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
+    nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout,
+)  # fmt: skip
+_ELEMENTWISE_FUNCS = {
+    F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.leaky_relu, F.hardswish, F.elu, torch.sigmoid, torch.tanh,
+    F.dropout, F.dropout2d, torch.relu_, F.mish,
+}  # fmt: skip
+_ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_", "contiguous"}
+
+
+def _device_of(m: nn.Module, fallback: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    for mod in (m, fallback):
+        for p in mod.parameters():
+            return p.device, p.dtype
+        for b in mod.buffers():
+            if b.dtype.is_floating_point:
+                return b.device, b.dtype
+    return None, None
+
+
+def _count(m: nn.Module | None) -> int:
+    return 0 if m is None else sum(p.numel() for p in m.parameters())
+
+
+def _macs(m: nn.Module | None, in_shape: tuple[int, ...] | None) -> int:
+    """Conv/linear MACs of one module for one input of ``in_shape`` (batch included)."""
+    if m is None or in_shape is None:
+        return 0
+    from .cost import module_macs
+
+    return module_macs(m, in_shape)
+
+
+def _run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was = m.training
+    try:
+        m.eval()
+        with torch.no_grad():
+            y = m(x)
+    finally:
+        m.train(was)
+    t = _first_tensor(y)
+    if t is None:  # pragma: no cover - every replacement returns a tensor
+        raise SiteError("replacement returned no tensor")
+    return t
+
+
+def _set_module(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, new)
+    if isinstance(parent, DownsampleSite) and name == "op":
+        parent.spec = None
+        parent.label = _describe(new)
+
+
+def _describe(m: nn.Module) -> str:
+    if isinstance(m, Downsample):
+        return str(m.spec)
+    if isinstance(m, nn.Conv2d):
+        kh, kw = _pair(m.kernel_size)
+        sh, _ = _pair(m.stride)
+        return f"conv{kh}x{kw}/{sh}" + (f" g{m.groups}" if m.groups > 1 else "")
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        typ = "max" if isinstance(m, nn.MaxPool2d) else "avg"
+        return f"{typ}pool{_pair(m.kernel_size)[0]}/{_pair(m.stride)[0]}"  # type: ignore[arg-type]
+    if isinstance(m, Fit):
+        return f"fit({m.pad_h:+d},{m.pad_w:+d})"
+    if isinstance(m, PoolWiden):
+        return f"maxpool{m.stride}/{m.stride}+{'concat' if m.mode == 'cat' else 'identity'}"
+    if isinstance(m, nn.Identity):
+        return "identity"
+    if isinstance(m, nn.Sequential):
+        return " + ".join(_describe(c) for c in m)
+    return type(m).__name__
+
+
+def _square(site: Site, stride: Any) -> int:
+    sh, sw = _pair(stride)
+    if sh != sw:
+        raise SiteError(f"site {site.path}: non-square stride {sh}x{sw} is not supported by the surgery")
+    return sh
+
+
+# ----------------------------------------------------------------------------------- the original op
+def _original(ana: Analysis, site: Site) -> nn.Module:
+    """The module that computes the site now (a FunctionalPool for an fx site)."""
+    if site.via == "fx":
+        assert ana.gm is not None
+        node = _node(ana.gm, site.path)
+        a = _pool_call_args(node)
+        if a.get("return_indices"):
+            raise SiteError(f"site {site.path}: max_pool2d with return_indices=True cannot be replaced")
+        return FunctionalPool(a["type"], a)
+    return ana.model.get_submodule(site.path)
+
+
+def _node(gm: fx.GraphModule, name: str) -> fx.Node:
+    for n in gm.graph.nodes:
+        if n.name == name:
+            return n
+    raise KeyError(name)  # pragma: no cover
+
+
+def _pool_at_stride1(site: Site, orig: nn.Module) -> nn.Module:
+    """The site's pool with stride 1 (same kernel, padding, dilation; ceil_mode off)."""
+    if isinstance(orig, FunctionalPool):
+        a = orig.args
+        if orig.typ == "max":
+            return nn.MaxPool2d(a["kernel_size"], 1, a["padding"], a["dilation"])
+        return nn.AvgPool2d(a["kernel_size"], 1, a["padding"], False, a["count_include_pad"], a["divisor_override"])
+    if isinstance(orig, nn.MaxPool2d):
+        return nn.MaxPool2d(orig.kernel_size, 1, orig.padding, orig.dilation)
+    if isinstance(orig, nn.AvgPool2d):
+        return nn.AvgPool2d(orig.kernel_size, 1, orig.padding, False, orig.count_include_pad, orig.divisor_override)
+    if isinstance(orig, nn.LPPool2d):
+        return nn.LPPool2d(orig.norm_type, orig.kernel_size, 1)
+    if isinstance(orig, Downsample) and orig.op_name in ("max", "avg"):
+        k = int(orig.spec["k"])
+        if orig.op_name == "max":
+            return nn.MaxPool2d(k, 1, (k - 1) // 2)
+        return nn.AvgPool2d(k, 1, (k - 1) // 2, count_include_pad=False)
+    raise SiteError(f"site {site.path}: {site.op} cannot run at stride 1 (not a plain max/avg/lp pool)")
+
+
+def _conv_of(site: Site, orig: nn.Module) -> nn.Conv2d:
+    if isinstance(orig, nn.Conv2d):
+        return orig
+    if isinstance(orig, Downsample) and isinstance(getattr(orig, "conv", None), nn.Conv2d) and orig.op_name == "conv":
+        return orig.conv  # type: ignore[return-value]
+    raise SiteError(f"site {site.path}: {site.op} is not a strided convolution, so it cannot run at stride 1")
+
+
+def _conv_at_stride1(site: Site, orig: nn.Module) -> nn.Conv2d:
+    conv = _conv_of(site, orig)
+    _square(site, conv.stride)
+    c = copy.deepcopy(conv)
+    c.stride = (1, 1)
+    return c
+
+
+# --------------------------------------------------------------------------------------- fitting
+def _fit(
+    site: Site, pre: list[nn.Module], down: nn.Module, in_shape: tuple[int, ...], want: tuple[int, int], mode: str
+) -> tuple[nn.Module, tuple[int, int] | None]:
+    """Assemble ``pre + [Fit] + down`` so that the output size equals ``want`` (H, W)."""
+    x = torch.zeros(in_shape)
+    dev, dt = _device_of(down, pre[0] if pre else down)
+    if dev is not None:
+        x = x.to(device=dev, dtype=dt)
+    y = x
+    for m in pre:
+        y = _run(m, y)
+    h, w = y.shape[-2:]
+    s = max(site.stride, 2)
+
+    def out_hw(dh: int, dw: int) -> tuple[int, int] | None:
+        if h + dh < 1 or w + dw < 1:
+            return None
+        z = torch.zeros(*y.shape[:-2], h + dh, w + dw, device=y.device, dtype=y.dtype)
+        try:
+            return tuple(_run(down, z).shape[-2:])  # type: ignore[return-value]
+        except (RuntimeError, PoolstrideError):
+            return None
+
+    got = out_hw(0, 0)
+    if got == tuple(want):
+        return (nn.Sequential(*pre, down) if pre else down), None
+    cands = sorted(
+        {(dh, dw) for dh in range(-s, s + 1) for dw in range(-s, s + 1)},
+        key=lambda d: (abs(d[0]) + abs(d[1]), -d[0], -d[1]),
+    )
+    # axes are independent: search each with the other fixed at its best
+    best_h = next((dh for dh, _ in cands if out_hw(dh, 0) is not None and out_hw(dh, 0)[0] == want[0]), None)  # type: ignore[index]
+    best_w = next((dw for _, dw in cands if out_hw(0, dw) is not None and out_hw(0, dw)[1] == want[1]), None)  # type: ignore[index]
+    if best_h is None or best_w is None or out_hw(best_h, best_w) != tuple(want):
+        raise SiteError(
+            f"site {site.path} ({site.kind}, {site.channels} channels, {site.in_size} -> {site.out_size}): "
+            f"the replacement {_describe(nn.Sequential(*pre, down))} gives {got[0]}x{got[1]} instead of "
+            f"{want[0]}x{want[1]} and no edge pad/crop of at most {s} pixels fixes it; it would break the shapes"
+            if got is not None
+            else f"site {site.path}: the replacement {_describe(down)} does not run on a {h}x{w} input"
+        )
+    fit = Fit(best_h, best_w, mode)
+    return nn.Sequential(*pre, fit, down), (best_h, best_w)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _verify(orig: nn.Module, new: nn.Module, in_shape: tuple[int, ...], seed: int = 1) -> bool:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(in_shape, generator=g)
+    dev, dt = _device_of(new, orig)
+    if dev is not None:
+        x = x.to(device=dev, dtype=dt)
+    return _same(_run(orig, x), _run(new, x))
+
+
+def _avg_kernel_init(conv: nn.Conv2d, k: int, pool_pad: int) -> bool:
+    """Set ``conv`` to compute a k x k average per channel (identity across channels). False if the pool's
+    window cannot be placed inside the conv's."""
+    kc, pc = conv.kernel_size[0], _pair(conv.padding)[0] if not isinstance(conv.padding, str) else -1
+    d = pc - pool_pad
+    if conv.groups != 1 or conv.in_channels != conv.out_channels or d < 0 or d + k > kc or pc < 0:
+        return False
+    with torch.no_grad():
+        conv.weight.zero_()
+        for i in range(conv.out_channels):
+            conv.weight[i, i, d : d + k, d : d + k] = 1.0 / (k * k)
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return True
+
+
+def _embed_conv(dst: nn.Conv2d, src: nn.Conv2d) -> bool:
+    """Copy ``src``'s kernel into the (larger or equal) ``dst`` kernel, aligned by their paddings."""
+    if (
+        dst.groups != src.groups
+        or dst.in_channels != src.in_channels
+        or dst.out_channels != src.out_channels
+        or _pair(dst.stride) != _pair(src.stride)
+        or _pair(src.dilation) != (1, 1)
+        or isinstance(src.padding, str)
+        or isinstance(dst.padding, str)
+    ):
+        return False
+    ks, kd = src.kernel_size[0], dst.kernel_size[0]
+    d = _pair(dst.padding)[0] - _pair(src.padding)[0]
+    if d < 0 or d + ks > kd or src.kernel_size[0] != src.kernel_size[1]:
+        return False
+    with torch.no_grad():
+        dst.weight.zero_()
+        dst.weight[:, :, d : d + ks, d : d + ks] = src.weight
+        if dst.bias is not None:
+            dst.bias.copy_(src.bias if src.bias is not None else torch.zeros_like(dst.bias))
+    return True
+
+
+# ------------------------------------------------------------------------------------ replacements
+@dataclass
+class _Plan:
+    site: Site
+    rule: Rule
+    module: nn.Module | None  # replacement for the site (None: the site is removed from the graph)
+    init: str
+    fit: tuple[int, int] | None = None
+    extra: dict[str, nn.Module] = field(default_factory=dict)  # other module paths to replace
+    extra_before: dict[str, nn.Module] = field(default_factory=dict)
+
+
+def _plan_site(ana: Analysis, site: Site, rule: Rule, init: str, touched: set[str]) -> _Plan | str:
+    """Build the replacement for one site. Returns a reason string when the site is left alone on
+    purpose (nothing to do), raises SiteError when the rule cannot be applied there."""
+    if site.in_size is None or site.out_size is None:
+        return "not executed by the probe forward pass"
+    orig = _original(ana, site)
+    in_shape = ana.shapes[site.path][0] if site.via == "module" else ana.node_shapes[site.path][0]
+    assert in_shape is not None
+    want = site.out_size
+    dev, dt = _device_of(orig, ana.model)
+    s = site.stride
+
+    def to_dev(m: nn.Module) -> nn.Module:
+        m = m.to(device=dev, dtype=dt) if dev is not None else m
+        return m.train(orig.training)
+
+    if rule.action == SHORT:
+        if site.type != "conv":
+            return f"shortcut already downsamples with {site.op} (no strided conv to replace)"
+        conv = _conv_of(site, orig)
+        _square(site, conv.stride)
+        if rule.form.endswith("+1x1"):
+            pool_name = rule.form.split("+")[0]
+            spec = {"avg": f"avg(k={s})", "max": f"max(k={s})", "blur": "blur(base=avg)"}[pool_name]
+            pool = build_op(spec, site.in_channels, site.in_channels, s)
+            module, fit = _fit(site, [], to_dev(pool), in_shape, want, "replicate")
+            seq = nn.Sequential(
+                *(module if isinstance(module, nn.Sequential) else [module]), to_dev(_conv_at_stride1(site, conv))
+            )
+            return _Plan(site, rule, seq, "weights kept (conv now stride 1 after the pool)", fit)
+        mode = "cat" if rule.form.endswith("concat") else "zero"
+        if site.out_channels < site.in_channels:
+            raise SiteError(
+                f"site {site.path}: {rule.text} needs out_channels >= in_channels, but the shortcut maps "
+                f"{site.channels}; it would break the shapes"
+            )
+        widen = PoolWiden(site.in_channels, site.out_channels, s, mode)
+        module, fit = _fit(site, [], to_dev(widen), in_shape, want, "replicate")
+        return _Plan(site, rule, module, "no parameters (conv dropped)", fit)
+
+    if rule.action == OP:
+        assert rule.spec is not None
+        new: nn.Module
+        if site.kind == POOL:
+            new = to_dev(build_op(rule.spec, site.in_channels, site.in_channels, s))
+        else:
+            if site.type == "conv":
+                _square(site, _conv_of(site, orig).stride)
+            new = to_dev(make_site_op(rule.spec, site.in_channels, site.out_channels, s))
+        module, fit = _fit(site, [], new, in_shape, want, "zeros" if rule.spec.name in ("conv", "s2d") else "replicate")
+        note = "new (registered init)" if _count(new) else "no parameters"
+        if init == "preserve":
+            note = _preserve(site, orig, new, module, in_shape, fit)
+        return _Plan(site, rule, module, note, fit)
+
+    if rule.action == STRIDE1:
+        assert rule.spec is not None
+        if site.kind == POOL:
+            pre = to_dev(_pool_at_stride1(site, orig))
+            c = site.in_channels
+        else:
+            pre = to_dev(_conv_at_stride1(site, orig))
+            c = site.out_channels
+        down = to_dev(build_op(rule.spec, c, c, s))
+        module, fit = _fit(site, [pre], down, in_shape, want, "replicate")
+        exact = _verify(orig, module, in_shape)
+        kept = "weights kept, " if _count(pre) else ""
+        return _Plan(
+            site, rule, module, kept + ("function-preserving (verified)" if exact else "stride moved to the pool"), fit
+        )
+
+    if rule.action == REMOVE:
+        return _plan_remove(ana, site, rule, orig, in_shape, want, touched)
+    raise AssertionError(rule.action)  # pragma: no cover
+
+
+def _preserve(
+    site: Site, orig: nn.Module, new: nn.Module, module: nn.Module, in_shape: tuple[int, ...], fit: Any
+) -> str:
+    conv = getattr(new, "conv", None)
+    if not isinstance(conv, nn.Conv2d):
+        return f"new (registered init); function-preserving init not possible for {_describe(new)}"
+    ok = False
+    if site.type == "avg":
+        if isinstance(orig, FunctionalPool):
+            k, p = _pair(orig.args["kernel_size"])[0], _pair(orig.args["padding"])[0]
+        elif isinstance(orig, nn.AvgPool2d):
+            k, p = _pair(orig.kernel_size)[0], _pair(orig.padding)[0]  # type: ignore[arg-type]
+        elif isinstance(orig, Downsample):
+            k = int(orig.spec["k"])
+            p = (k - 1) // 2
+        else:  # pragma: no cover
+            return "new (registered init)"
+        ok = _avg_kernel_init(conv, k, p)
+    elif site.type == "conv":
+        try:
+            ok = _embed_conv(conv, _conv_of(site, orig))
+        except SiteError:
+            ok = False
+    else:
+        return f"new (registered init); function-preserving init not possible ({site.type} pooling is not linear)"
+    if not ok:
+        return "new (registered init); the old window does not fit in the new kernel, no function-preserving init"
+    if _verify(orig, module, in_shape):
+        return "function-preserving (verified)"
+    return "preserving init (approximate: differs at the borders or in the padding rule)"
+
+
+def _plan_remove(
+    ana: Analysis,
+    site: Site,
+    rule: Rule,
+    orig: nn.Module,
+    in_shape: tuple[int, ...],
+    want: tuple[int, int],
+    touched: set[str],
+) -> _Plan:
+    """``pool->remove+stride-prev``: find the conv that feeds the pool through elementwise layers only."""
+    chain, conv_path = _prev_conv(ana, site)
+    if conv_path in touched:
+        raise SiteError(f"site {site.path}: the conv before it ({conv_path}) is already changed by another site")
+    conv = ana.model.get_submodule(conv_path)
+    s = _square(site, (site.stride, site.stride))
+    new_conv: Any = copy.deepcopy(conv)
+    if isinstance(conv, Downsample):  # a registered strided conv (built-in models)
+        cs = conv.stride
+        new_conv.stride = cs * s
+        new_conv.conv.stride = (cs * s, cs * s)
+    else:
+        assert isinstance(conv, nn.Conv2d)
+        cs = _square(site, conv.stride)
+        new_conv.stride = (cs * s, cs * s)
+    cin_shape = ana.shapes[conv_path][0]
+    assert cin_shape is not None
+    w = next(conv.parameters())
+    got = _run(new_conv, torch.zeros(cin_shape, device=w.device, dtype=w.dtype)).shape[-2:]
+    fit = None
+    module: nn.Module = nn.Identity()
+    if tuple(got) != tuple(want):
+        dh, dw = want[0] - got[0], want[1] - got[1]
+        if max(abs(dh), abs(dw)) > 1:
+            raise SiteError(
+                f"site {site.path}: removing it and striding {conv_path} by {cs * s} gives {got[0]}x{got[1]} "
+                f"instead of {want[0]}x{want[1]}; it would break the shapes"
+            )
+        fit = (dh, dw)
+        module = Fit(dh, dw, "replicate")
+    note = f"removed; {conv_path} now stride {cs * s} (weights kept)"
+    return _Plan(site, rule, module, note, fit, extra={conv_path: new_conv}, extra_before={conv_path: conv})
+
+
+def _prev_conv(ana: Analysis, site: Site) -> tuple[list[str], str]:
+    if ana.gm is not None:
+        gm = ana.gm
+        mods = dict(gm.named_modules())
+        node = _node(gm, site.path) if site.via == "fx" else next(
+            n for n in gm.graph.nodes if n.op == "call_module" and str(n.target) == site.path
+        )  # fmt: skip
+        chain: list[str] = []
+        cur = node.all_input_nodes[0] if node.all_input_nodes else None
+        for _ in range(16):
+            if cur is None or cur.op == "placeholder":
+                break
+            if len(cur.users) != 1:
+                raise SiteError(
+                    f"site {site.path}: the output of {cur.target if cur.op == 'call_module' else cur.name} "
+                    f"feeds other layers too; striding the conv before the pool would change their shapes"
+                )
+            if cur.op == "call_module":
+                m = mods[str(cur.target)]
+                if isinstance(m, nn.Conv2d) or (isinstance(m, Downsample) and m.op_name == "conv"):
+                    return chain, str(cur.target)
+                if isinstance(m, _ELEMENTWISE):
+                    chain.append(str(cur.target))
+                    cur = cur.all_input_nodes[0]
+                    continue
+                what = f"{cur.target} ({type(m).__name__})"
+            elif (cur.op == "call_function" and cur.target in _ELEMENTWISE_FUNCS) or (
+                cur.op == "call_method" and cur.target in _ELEMENTWISE_METHODS
+            ):
+                cur = cur.all_input_nodes[0]
+                continue
+            else:
+                what = f"{cur.name} ({getattr(cur.target, '__name__', cur.target)})"
+            raise SiteError(
+                f"site {site.path}: the layer before it is {what}, not a convolution (through elementwise "
+                "layers), so remove+stride-prev cannot apply there"
+            )
+        raise SiteError(f"site {site.path}: no convolution before it, so remove+stride-prev cannot apply there")
+    # no graph: only a pool inside an nn.Sequential, after a conv and elementwise siblings
+    parent_path, _, name = site.path.rpartition(".")
+    parent = ana.model.get_submodule(parent_path) if parent_path else ana.model
+    if not isinstance(parent, nn.Sequential):
+        raise SiteError(
+            f"site {site.path}: without an fx graph remove+stride-prev only works for a pool inside an "
+            f"nn.Sequential (the model does not trace: {ana.trace_error})"
+        )
+    keys = list(parent._modules)
+    i = keys.index(name)
+    chain = []
+    for k in reversed(keys[:i]):
+        m = parent._modules[k]
+        p = f"{parent_path}.{k}" if parent_path else k
+        if isinstance(m, nn.Conv2d):
+            return chain, p
+        if not isinstance(m, _ELEMENTWISE):
+            raise SiteError(f"site {site.path}: the layer before it is {p} ({type(m).__name__}), not a convolution")
+        chain.append(p)
+    raise SiteError(f"site {site.path}: no convolution before it in {parent_path or 'the model'}")
+
+
+# ------------------------------------------------------------------------------------------- public
+def _select(ana: Analysis, policy: Policy) -> tuple[list[tuple[Site, Rule]], list[tuple[Site, str]], list[str]]:
+    chosen, skipped, warns = [], [], []
+    warns += policy.select.unmatched(ana.sites)
+    for r in policy.rules:
+        if not any(r.matches(s) for s in ana.sites):
+            kinds = sorted({f"{s.kind}/{s.type}" for s in ana.sites})
+            warns.append(f"policy rule {r.text} matches no site (sites here: {', '.join(kinds) or 'none'})")
+    hit_rules: set[str] = set()
+    for s in ana.sites:
+        rule = policy.rule_for(s)
+        if rule is None:
+            continue
+        why = policy.select.reasons(s)
+        if why:
+            skipped.append((s, "; ".join(why)))
+            continue
+        hit_rules.add(rule.text)
+        chosen.append((s, rule))
+    for r in policy.rules:
+        if any(r.matches(s) for s in ana.sites) and r.text not in hit_rules:
+            warns.append(f"policy rule {r.text}: the selectors exclude every site it matches")
+    return chosen, skipped, warns
+
+
+def convert_detailed(
+    model: nn.Module,
+    policy: str | Policy,
+    input_size: Iterable[int] = (3, 224, 224),
+    *,
+    strict: bool = True,
+    skip: str | Iterable[str] | None = None,
+    stages: int | Iterable[int] | None = None,
+    paths: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    min_channels: int = 0,
+    init: str = "default",
+    use_fx: bool = True,
+) -> Conversion:
+    """Apply ``policy`` to a copy of ``model`` and say what was done (see :func:`convert`)."""
+    pol = parse_policy(
+        policy, skip=skip, stages=stages, paths=paths, exclude=exclude, min_channels=min_channels, init=init
+    )
+    ana = analyze(model, input_size, use_fx=use_fx)
+    chosen, skipped, warns = _select(ana, pol)
+    plans: list[_Plan] = []
+    touched: set[str] = set()
+    for site, rule in chosen:
+        try:
+            p = _plan_site(ana, site, rule, pol.init, touched)
+        except SiteError as e:
+            if strict:
+                raise
+            skipped.append((site, f"unsupported: {e}"))
+            warns.append(f"site {site.path} left unchanged: {e}")
+            continue
+        if isinstance(p, str):
+            skipped.append((site, p))
+            warns.append(f"site {site.path} left unchanged: {p}")
+            continue
+        touched.add(site.path)
+        touched.update(p.extra)
+        plans.append(p)
+
+    needs_graph = any(p.site.via == "fx" for p in plans)
+    if needs_graph:
+        new_model: nn.Module = _rewrite_graph(model, ana, plans)
+    else:
+        new_model = copy.deepcopy(model)
+        for p in plans:
+            for path, m in p.extra.items():
+                _set_module(new_model, path, m)
+            _set_module(new_model, p.site.path, p.module if p.module is not None else nn.Identity())
+
+    diff = _check_shapes(ana, new_model, plans)
+    changes = []
+    for p in plans:
+        old = _original(ana, p.site)
+        before_p = _count(old) + sum(_count(m) for m in p.extra_before.values())
+        after_p = _count(p.module) + sum(_count(m) for m in p.extra.values())
+        in_shape = ana.shapes[p.site.path][0] if p.site.via == "module" else ana.node_shapes[p.site.path][0]
+        mb = _macs(old, in_shape) + sum(_macs(m, ana.shapes[k][0]) for k, m in p.extra_before.items())
+        ma = _macs(p.module, in_shape) + sum(_macs(m, ana.shapes[k][0]) for k, m in p.extra.items())
+        after = _describe(p.module) if p.module is not None else "removed"
+        if p.rule.action == REMOVE:
+            after = "removed (stride -> " + ", ".join(p.extra) + ")"
+        changes.append(Change(p.site, p.rule.text, after, before_p, after_p, mb, ma, p.init, p.fit, p.site.out_size))
+        if p.fit is not None:
+            warns.append(
+                f"site {p.site.path}: output size matched by an edge {'crop' if min(p.fit) < 0 else 'pad'} "
+                f"{p.fit} at input {'x'.join(map(str, ana.input_size))}; other input sizes may need a different fit"
+            )
+    for w in warns:
+        warnings.warn(w, SurgeryWarning, stacklevel=2)
+    return Conversion(new_model, pol, ana.input_size, ana.sites, changes, skipped, warns, needs_graph, ana.traced, diff)
+
+
+def convert(
+    model: nn.Module,
+    policy: str | Policy,
+    input_size: Iterable[int] = (3, 224, 224),
+    **options: Any,
+) -> nn.Module:
+    """Apply a downsampling ``policy`` to ``model`` and return a new model (the input is not mutated).
+
+    ``input_size`` (C, H, W) is the size at which sites are found and shapes are checked. Options:
+    ``skip`` (kinds such as ``"stem"`` or path globs), ``stages``, ``paths``, ``exclude``,
+    ``min_channels``, ``init`` (``"default"`` or ``"preserve"``), ``strict`` (default True: a site the rule
+    cannot apply to raises :class:`~poolstride.errors.SiteError`; False: it is left alone with a warning).
+
+    >>> from poolstride import models
+    >>> m = convert(models.build("tiny"), "pool->conv(k=3)", (3, 32, 32))
+    >>> type(m.features[3].op).__name__
+    'StridedConv'
+    """
+    return convert_detailed(model, policy, input_size, **options).model
+
+
+def _rewrite_graph(model: nn.Module, ana: Analysis, plans: list[_Plan]) -> fx.GraphModule:
+    from .find import trace
+
+    gm, err = trace(copy.deepcopy(model))
+    if gm is None:  # pragma: no cover - analyze() traced it already
+        raise ModelError(f"cannot rewrite {type(model).__name__}: {err}")
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for p in plans:
+        for path, m in p.extra.items():
+            _set_module(gm, path, m)
+        if p.site.via == "module":
+            _set_module(gm, p.site.path, p.module if p.module is not None else nn.Identity())
+            continue
+        node = nodes[p.site.path]
+        name = f"ps_{node.name}"
+        gm.add_submodule(name, p.module if p.module is not None else nn.Identity())
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _check_shapes(ana: Analysis, new_model: nn.Module, plans: list[_Plan]) -> float | None:
+    """Probe the converted model; every surviving module and the output must keep their shapes."""
+    if not plans:
+        return 0.0
+    x = probe_input(ana.model, ana.input_size)
+    try:
+        out, shapes, order = run_probe(new_model, x)
+    except Exception as e:  # noqa: BLE001 - report which sites were changed
+        raise SiteError(
+            f"the converted model fails on the probe input ({type(e).__name__}: {str(e)[:200]}); changed sites: "
+            + ", ".join(p.site.path for p in plans)
+        ) from e
+    changed = {p.site.path for p in plans} | {k for p in plans for k in p.extra}
+    inside: set[str] = set()
+    for p in plans:
+        if p.rule.action == REMOVE:
+            moved = [*_safe_chain(ana, p), *p.extra]
+            inside.update(moved)
+            inside.update(a for m in moved for a in _ancestors(m))
+            inside.difference_update(_ancestors(p.site.path))
+
+    def replaced(path: str) -> bool:
+        return (
+            any(path.startswith(c + ".") for c in changed)
+            or path in inside
+            or path in {k for p in plans for k in p.extra}
+        )
+
+    for path in order:
+        if replaced(path) or path not in ana.shapes:
+            continue
+        before, after = ana.shapes[path][1], shapes[path][1]
+        if before is not None and after is not None and before != after:
+            culprit = _culprit(ana, plans, path)
+            raise SiteError(
+                f"after the conversion {path} outputs {tuple(after)} instead of {tuple(before)}; "
+                f"the change at site {culprit} breaks the shapes"
+            )
+    t = _first_tensor(out)
+    if ana.output is not None and t is not None:
+        if t.shape != ana.output.shape:
+            raise SiteError(
+                f"after the conversion the model outputs {tuple(t.shape)} instead of {tuple(ana.output.shape)}; "
+                f"changed sites: {', '.join(p.site.path for p in plans)}"
+            )
+        return float((t.float() - ana.output.float()).abs().max()) if t.numel() else 0.0
+    return None
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _safe_chain(ana: Analysis, p: _Plan) -> list[str]:
+    try:
+        return _prev_conv(ana, p.site)[0]
+    except SiteError:  # pragma: no cover
+        return []
+
+
+def _culprit(ana: Analysis, plans: list[_Plan], path: str) -> str:
+    pos = ana.order.index(path) if path in ana.order else math.inf
+    best = plans[0].site.path
+    for p in plans:
+        q = ana.order.index(p.site.path) if p.site.path in ana.order else -1
+        if q <= pos:
+            best = p.site.path
+    return best
+
+
+__all__ = ["Change", "Conversion", "Fit", "FunctionalPool", "SurgeryWarning", "convert", "convert_detailed"]

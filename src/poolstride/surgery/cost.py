@@ -1,0 +1,73 @@
+"""Parameter and MAC counts for the surgery's before/after tables.
+
+Uses :func:`poolstride.analysis.cost_summary` when it exists (conv/linear MACs and pooling "other ops"
+per the project's counting conventions); otherwise falls back to ``torch.utils.flop_counter``
+(conv/linear/matmul FLOPs / 2 = MACs; pooling is not counted there and ``other_ops`` is None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _summary() -> Any:
+    try:
+        from ..analysis import cost_summary  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return cost_summary
+
+
+def _flop_macs(m: nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = m.training
+    try:
+        m.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            m(x)
+    finally:
+        m.train(was)
+    return int(fc.get_total_flops()) // 2
+
+
+def _input_for(m: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    p: torch.Tensor | None = next(m.parameters(), None)
+    if p is None:
+        p = next((b for b in m.buffers() if b.dtype.is_floating_point), None)
+    return torch.zeros(shape, device=None if p is None else p.device, dtype=torch.float32 if p is None else p.dtype)
+
+
+def module_macs(m: nn.Module, in_shape: tuple[int, ...]) -> int:
+    """Conv/linear MACs of ``m`` for one input of ``in_shape`` (batch dimension included)."""
+    return _flop_macs(m, _input_for(m, tuple(in_shape)))
+
+
+def model_cost(model: nn.Module, input_size: Iterable[int]) -> dict[str, Any]:
+    """``{"params", "macs", "other_ops", "source"}`` for one sample of ``input_size`` (C, H, W)."""
+    size = tuple(int(v) for v in input_size)
+    cs = _summary()
+    if cs is not None:
+        try:
+            d = dict(cs(model, size))
+            return {
+                "params": int(d.get("params", sum(p.numel() for p in model.parameters()))),
+                "macs": int(d["macs"]),
+                "other_ops": d.get("other_ops"),
+                "source": "poolstride.analysis.cost_summary",
+            }
+        except Exception:  # noqa: BLE001 - fall back to the flop counter rather than fail a table
+            pass
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": _flop_macs(model, _input_for(model, (1, *size))),
+        "other_ops": None,
+        "source": "torch.utils.flop_counter (FLOPs/2)",
+    }
+
+
+__all__ = ["model_cost", "module_macs"]

@@ -1,0 +1,110 @@
+"""Save a converted model as weights + a recipe, and rebuild it without pickled code.
+
+The file written by :func:`save_converted` is a plain ``torch.save`` of
+``{"format", "recipe", "state_dict"}`` where the recipe holds only JSON types: the model string (as
+understood by :func:`poolstride.resolve.resolve`, or a built-in model name), its keyword arguments,
+the policy with its selectors and init mode, and the input size of the conversion. Loading is
+``torch.load(path, weights_only=True)`` plus :func:`rebuild`: build the model from its string, convert it
+again with the same policy (conversion is deterministic), load the weights with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError, PoolstrideError
+
+if TYPE_CHECKING:
+    from .convert import Conversion
+
+FORMAT = "poolstride-converted/1"
+
+
+def make_recipe(
+    conv: Conversion, model: str | None = None, model_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "format": FORMAT,
+        "poolstride_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "model": model,
+        "model_kwargs": dict(model_kwargs or {}),
+        "input_size": list(conv.input_size),
+        **conv.policy.to_dict(),
+        "strict": not any(why.startswith("unsupported") for _, why in conv.skipped),
+        "graph_rewritten": conv.graph_rewritten,
+        "changed_sites": [c.site.path for c in conv.changes],
+    }
+
+
+def _build_base(recipe: dict[str, Any]) -> nn.Module:
+    name = recipe.get("model")
+    if not name:
+        raise ModelError("the recipe names no model; pass builder= to rebuild it")
+    kwargs = recipe.get("model_kwargs") or {}
+    try:
+        from ..resolve import resolve
+    except ImportError:  # pragma: no cover - resolve.py is part of the package
+        from .. import models
+
+        return models.build(name, **kwargs)
+    return resolve(name, kwargs).model
+
+
+def rebuild(recipe: dict[str, Any], builder: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """The converted model of ``recipe`` with freshly initialised weights (load a state dict into it)."""
+    from .convert import convert_detailed
+    from .policy import Policy
+
+    if recipe.get("format") != FORMAT:
+        raise PoolstrideError(
+            f"not a poolstride converted-model recipe (format {recipe.get('format')!r}, want {FORMAT})"
+        )
+    base = builder() if builder is not None else _build_base(recipe)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conv = convert_detailed(
+            base, Policy.from_dict(recipe), tuple(recipe["input_size"]), strict=bool(recipe.get("strict", True))
+        )
+    return conv.model
+
+
+def save_converted(
+    conv: Conversion, path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``conv``'s weights and recipe to ``path`` (and the recipe alone to ``path`` + ``.json``)."""
+    recipe = make_recipe(conv, model, model_kwargs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in conv.model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "recipe": recipe, "state_dict": state}, tmp)
+    tmp.replace(path)
+    Path(str(path) + ".json").write_text(json.dumps(recipe, indent=2) + "\n")
+    return recipe
+
+
+def load_converted(path: str | Path, builder: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """Load a model written by :func:`save_converted` (``torch.load(weights_only=True)`` + the recipe)."""
+    try:
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PoolstrideError(f"no such file: {path}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise PoolstrideError(f"{path} is not a poolstride converted model (format {FORMAT})")
+    model = rebuild(blob["recipe"], builder)
+    model.load_state_dict(blob["state_dict"], strict=True)
+    return model
+
+
+__all__ = ["FORMAT", "load_converted", "make_recipe", "rebuild", "save_converted"]
