@@ -20,6 +20,7 @@ __all__ = [
 
 # Heavy entry points load on first use, so that `import poolstride` stays light.
 _LAZY = {"inspect": "poolstride.analysis", "profile": "poolstride.analysis", "gradflow": "poolstride.analysis"}
+_LAZY.update(sites="poolstride.surgery", convert="poolstride.surgery")
 
 
 def __getattr__(name: str) -> object:
