@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+# Importing the modules registers the operators, in this order (the order of `poolstride ops`).
 # isort: off
-from . import blur as _blur  # noqa: F401
+from . import pool as _pool  # noqa: F401
 from . import conv as _conv  # noqa: F401
+from . import blur as _blur  # noqa: F401
 from . import mixed as _mixed  # noqa: F401
 from . import spectral as _spectral  # noqa: F401
 from . import softpool as _softpool  # noqa: F401
@@ -18,9 +20,6 @@ from . import stochastic as _stochastic  # noqa: F401
 from . import diffstride as _diffstride  # noqa: F401
 
 # isort: on
-
-# Importing the modules registers the operators (in this order, which is the order of `poolstride ops`).
-from . import pool as _pool  # noqa: F401
 from .registry import (
     Downsample,
     Geometry,

@@ -173,9 +173,7 @@ def conv_out(n: int, k: int, s: int, p: int, ceil: bool = False) -> int:
     return (math.ceil(num / s) if ceil else num // s) + 1
 
 
-def build(
-    spec: str | OpSpec, in_channels: int, out_channels: int | None = None, stride: int = 2
-) -> Downsample:
+def build(spec: str | OpSpec, in_channels: int, out_channels: int | None = None, stride: int = 2) -> Downsample:
     """Build a downsampling operator from a spec.
 
     >>> build("blur(base=max,size=3)", 16).out_size(32)
