@@ -17,7 +17,7 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "shift_consistency": ("shift-consistency", "pt", 1.0),
 }
 EXTRA_METRICS: dict[str, str] = {"loss": "test loss", "shift_consistency_circular": "circular shift-consistency"}
-STATIC_COSTS = ("params", "macs", "other_ops", "activation_bytes")
+STATIC_COSTS = ("params", "trainable_params", "macs", "other_ops", "activation_bytes", "rf", "jump")
 MEASURED_COSTS = ("latency_ms", "train_time_s", "images_per_s")
 
 
@@ -67,6 +67,13 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
                 notes.append(f"{name}: {key} differs between seeds ({min(vals_l):g}..{max(vals_l):g}); first used")
         for key in MEASURED_COSTS:
             costs[key] = stats.summarize([x for r in runs if (x := r.value(key)) is not None], bootstrap=False)
+        lat = costs["latency_ms"]
+        costs["latency_noisy"] = bool(lat["min"] and lat["max"] and lat["max"] > 1.5 * lat["min"])
+        if costs["latency_noisy"]:
+            notes.append(
+                f"{name}: latency varies {lat['max'] / lat['min']:.1f}x across seeds ({lat['min']:.3g} to "
+                f"{lat['max']:.3g} ms): timing noise (a busy machine?); the report uses the fastest measurement"
+            )
         devices = sorted({str(r.result.get("device")) for r in runs if r.result.get("device")})
         costs["device"] = ", ".join(devices) or None
         row["costs"] = costs
@@ -97,7 +104,7 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
                 "macs": _pct(vc["macs"], bc["macs"]),
                 "other_ops": _pct(vc["other_ops"], bc["other_ops"]),
                 "activation_bytes": _pct(vc["activation_bytes"], bc["activation_bytes"]),
-                "latency_ms": _pct(vc["latency_ms"]["mean"], bc["latency_ms"]["mean"]),
+                "latency_ms": _pct(vc["latency_ms"]["min"], bc["latency_ms"]["min"]),
                 "train_time_s": _pct(vc["train_time_s"]["mean"], bc["train_time_s"]["mean"]),
             }
             comparisons.append(cmp)
@@ -117,7 +124,7 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
             "acc_mean": v["acc"]["mean"],
             "macs": v["costs"]["macs"],
             "params": v["costs"]["params"],
-            "latency_ms": v["costs"]["latency_ms"]["mean"],
+            "latency_ms": v["costs"]["latency_ms"]["min"],
         }
         for v in variants
         if v["n"] > 0

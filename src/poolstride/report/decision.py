@@ -185,7 +185,16 @@ def decide(data: dict[str, Any]) -> dict[str, Any]:
         )
     devices = sorted({v["costs"]["device"] for v in data["variants"] if v["costs"].get("device")})
     if devices:
-        caveats.append(f"Latency was measured on {', '.join(devices)}; it differs on other hardware and batch sizes.")
+        noisy = [v["name"] for v in data["variants"] if v["costs"].get("latency_noisy")]
+        caveats.append(
+            f"Latency was measured on {', '.join(devices)}; it differs on other hardware and batch sizes."
+            + (
+                f" The measurements of {', '.join(noisy)} vary by more than 1.5x across seeds (see Notes): "
+                "treat latency differences with care."
+                if noisy
+                else ""
+            )
+        )
     if not status["complete"]:
         caveats.append(
             f"Partly finished study ({status['runs_done']} of {status['runs_total']} runs): the numbers will change."

@@ -116,7 +116,8 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     a(
         '<p class="caveats">Accuracy and shift-consistency in percent; CI: 95% confidence interval of the mean '
         f"({e(opts['ci'])}). MACs: conv + linear multiply-accumulates per image; other ops: pooling comparisons and "
-        "adds, elementwise ops. ● on the Pareto front, ○ dominated.</p>"
+        "adds, elementwise ops. Latency: the fastest of the seeds' measurements (timing noise only adds). "
+        "● on the Pareto front, ○ dominated.</p>"
     )
 
     if data["comparisons"]:

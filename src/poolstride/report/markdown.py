@@ -56,7 +56,10 @@ def render(data: dict[str, Any]) -> str:
     a("")
     a(_table(*tables.variants_table(data)))
     a("")
-    a(f"CI: 95% confidence interval of the mean ({_text(opts['ci'])}). ● on the Pareto front, ○ dominated.")
+    a(
+        f"CI: 95% confidence interval of the mean ({_text(opts['ci'])}). Latency: the fastest of the seeds' "
+        "measurements. ● on the Pareto front, ○ dominated."
+    )
     a("")
     if data["comparisons"]:
         a(f"## Comparisons with {_text(opts['baseline'])}")

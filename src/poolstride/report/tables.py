@@ -64,7 +64,7 @@ def variants_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "params",
         "MACs",
         "other ops",
-        "latency ms",
+        "latency ms (best)",
         "Pareto (MACs/lat/params)",
     ]
     rows = []
@@ -82,7 +82,7 @@ def variants_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 count(c["params"]),
                 count(c["macs"]),
                 count(c["other_ops"]),
-                num(c["latency_ms"]["mean"], 3),
+                num(c["latency_ms"]["min"], 3),
                 front if v["n"] else "-",
             ]
         )
