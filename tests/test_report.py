@@ -289,3 +289,15 @@ def test_noisy_latency_uses_the_fastest_and_says_so(tmp_path: Path) -> None:
     assert any("treat latency differences with care" in c for c in data["decision"]["caveats"])
     cmp = next(c for c in data["comparisons"] if c["variant"] == "avg")
     assert abs(cmp["cost_change_pct"]["latency_ms"]) < 10
+
+
+def test_non_finite_values_in_the_study_become_null(tmp_path: Path) -> None:
+    d = make_study(tmp_path / "s")
+    meta = json.loads((d / "study.json").read_text())
+    meta["recipe"]["lr"] = float("nan")
+    (d / "study.json").write_text(json.dumps(meta))  # writes the NaN literal
+    p = d / "runs" / "max" / "seed0" / "result.json"
+    p.write_text(p.read_text().replace('"macs": 1234567', '"macs": Infinity'))
+    index = write_report(d, figures=False)
+    data = _no_nan((index.parent / "report.json").read_text())
+    assert data["study"]["recipe"]["lr"] is None

@@ -8,6 +8,7 @@ in one step. Matplotlib is imported only when figures are drawn.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,7 +27,19 @@ def build_report(
     """The report's data (what ``report.json`` holds, without figures), for notebooks and scripts."""
     from .build import build
 
-    return build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test)
+    data: dict[str, Any] = _finite(build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test))
+    return data
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (from a hand-edited study.json, say) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _write(path: Path, text: str) -> None:
@@ -76,7 +89,7 @@ def write_report(
     from .build import build
 
     study = load_study(study_dir)
-    data = build(study, baseline, bootstrap=bootstrap, test=test)
+    data = _finite(build(study, baseline, bootstrap=bootstrap, test=test))
     final = study.dir / "report"
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))
