@@ -39,6 +39,7 @@ ACT_FUNCS: set[Any] = {
     torch.clamp, torch.clip,
 }  # fmt: skip
 ACT_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp", "clamp_", "clip", "hardtanh_"}
+NORM_FUNCS: set[Any] = {F.layer_norm, F.group_norm, F.batch_norm, F.instance_norm, F.normalize}
 ELEM_FUNCS: set[Any] = {
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
     operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum,
@@ -242,6 +243,8 @@ def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
         numel = out.numel if isinstance(out, TMeta) else 0
         if t in ACT_FUNCS:
             return NodeRule(None, numel, "act")
+        if t in NORM_FUNCS:
+            return NodeRule(None, numel, "norm")
         if t in ELEM_FUNCS:
             n_t = sum(1 for a in step.args if _meta(steps, a) is not None)
             return NodeRule(

@@ -180,12 +180,14 @@ class ERF:
     samples: int
 
     def extent(self, mass: float = 0.95) -> int:
-        """Side of the smallest square around the ERF's peak holding ``mass`` of the total gradient."""
+        """Side (odd) of the smallest square, centred on the ERF's centre of mass, that holds ``mass`` of the
+        total gradient."""
         a = self.array
         tot = float(a.sum())
         if tot <= 0:
             return 0
-        cy, cx = np.unravel_index(int(a.argmax()), a.shape)
+        ys, xs = np.indices(a.shape)
+        cy, cx = round(float((a * ys).sum() / tot)), round(float((a * xs).sum() / tot))
         for r in range(max(a.shape)):
             y0, y1, x0, x1 = max(cy - r, 0), cy + r + 1, max(cx - r, 0), cx + r + 1
             if a[y0:y1, x0:x1].sum() >= mass * tot:
