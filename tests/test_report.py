@@ -301,3 +301,34 @@ def test_non_finite_values_in_the_study_become_null(tmp_path: Path) -> None:
     index = write_report(d, figures=False)
     data = _no_nan((index.parent / "report.json").read_text())
     assert data["study"]["recipe"]["lr"] is None
+
+
+def test_signature_used_by_compare() -> None:
+    import inspect
+
+    params = list(inspect.signature(write_report).parameters.values())
+    assert [p.name for p in params[:3]] == ["study_dir", "baseline", "bootstrap"]
+    assert params[1].default is None and params[2].default is False
+
+
+def test_concurrent_writers_leave_one_complete_report(tmp_path: Path) -> None:
+    import threading
+
+    d = make_study(tmp_path / "s")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                write_report(d, figures=False)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(p.name for p in (d / "report").iterdir()) == ["index.html", "report.json", "report.md"]
+    assert not list(d.glob(".report*"))

@@ -98,3 +98,26 @@ def test_pareto_front() -> None:
     assert res["macs"]["dominated_by"] == {"b": ["a"]}
     assert res["params"]["front"] == ["b", "a"]
     assert res["latency_ms"]["missing"] == ["a"]
+
+
+def test_pareto_front_properties() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as hs
+
+    point = hs.tuples(hs.integers(0, 5), hs.integers(0, 5))
+
+    @settings(max_examples=200, deadline=None)
+    @given(hs.lists(point, min_size=1, max_size=8))
+    def check(pts: list[tuple[int, int]]) -> None:
+        named = [(f"v{i}", float(c), float(v)) for i, (c, v) in enumerate(pts)]
+        f = set(pareto.front(named))
+
+        def dom(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
+            return a[1] <= b[1] and a[2] >= b[2] and (a[1] < b[1] or a[2] > b[2])
+
+        for p in named:
+            dominated = any(dom(q, p) for q in named)
+            assert (p[0] in f) == (not dominated)
+        assert f  # a finite set always has a non-dominated point
+
+    check()
