@@ -51,15 +51,21 @@ def descriptions() -> dict[str, str]:
 
 
 def load(name: str, data_dir: str | Path | None = None, download: bool = False, **opts: Any) -> Dataset:
-    """Load a dataset by name; see the module docstring for the names and their options."""
+    """Load a dataset by name; see the module docstring for the names and their options.
+
+    ``data_dir`` is where the standard datasets live (default ``$POOLSTRIDE_DATA_DIR`` or
+    ``~/.cache/poolstride/data``); a relative ``npz:PATH``/``imagefolder:PATH`` is taken relative to it
+    when it is given. ``download=True`` lets the standard datasets fetch missing files.
+    Raises :class:`DataError` (one clear line) for every problem with the name, the options or the files.
+    """
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"dataset name must be a non-empty string; valid: {', '.join(names())}")
     key = name.strip()
     prefix, sep, rest = key.partition(":")
-    if sep and prefix.lower() == "npz":
-        return npz.load(rest, **opts)
-    if sep and prefix.lower() == "imagefolder":
-        return imagefolder.load(rest, **opts)
+    if sep and prefix.lower() in ("npz", "imagefolder"):
+        if rest and data_dir is not None and not Path(rest).expanduser().is_absolute():
+            rest = str(Path(data_dir).expanduser() / rest)  # a relative PATH is relative to data_dir
+        return npz.load(rest, **opts) if prefix.lower() == "npz" else imagefolder.load(rest, **opts)
     low = standard.ALIASES.get(key.lower(), key.lower())
     if low == "textures":
         return textures.load(**opts)

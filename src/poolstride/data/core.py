@@ -66,7 +66,7 @@ class Dataset:
         h = hashlib.sha256()
         for t in (self.x_train, self.y_train, self.x_test, self.y_test):
             h.update(str(tuple(t.shape)).encode())
-            h.update(t.contiguous().numpy().tobytes())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
         h.update("\n".join(self.classes).encode())
         return h.hexdigest()
 
