@@ -106,7 +106,7 @@ def test_pareto_front_properties() -> None:
 
     point = hs.tuples(hs.integers(0, 5), hs.integers(0, 5))
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(hs.lists(point, min_size=1, max_size=8))
     def check(pts: list[tuple[int, int]]) -> None:
         named = [(f"v{i}", float(c), float(v)) for i, (c, v) in enumerate(pts)]
