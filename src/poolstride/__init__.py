@@ -4,6 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that spin while waiting are catastrophic on a shared or oversubscribed CPU (10x slower
+# training measured on 2 busy cores); must be set before torch is first imported.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .errors import DataError, ModelError, PoolstrideError, SiteError, SpecError
 from .spec import OpSpec, parse
 
@@ -21,6 +27,7 @@ __all__ = [
 # Heavy entry points load on first use, so that `import poolstride` stays light.
 _LAZY = {"inspect": "poolstride.analysis", "profile": "poolstride.analysis", "gradflow": "poolstride.analysis"}
 _LAZY.update(sites="poolstride.surgery", convert="poolstride.surgery")
+_LAZY.update(compare="poolstride.study")
 
 
 def __getattr__(name: str) -> object:

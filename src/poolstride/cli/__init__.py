@@ -17,6 +17,7 @@ from . import inspect_cmd as _inspect_cmd  # noqa: F401,E402
 
 # Subcommand modules register themselves on `app` when imported (order = order in --help).
 from . import ops_cmd as _ops_cmd  # noqa: F401,E402
+from . import compare_cmd as _compare_cmd  # noqa: F401,E402
 from . import convert_cmd as _convert_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
 from .common import app, console, err_console

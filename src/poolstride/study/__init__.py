@@ -1,0 +1,44 @@
+"""Studies: variants x seeds, resumable and shardable (``poolstride.study``).
+
+>>> import poolstride
+>>> summary = poolstride.compare()          # the default study, same as `poolstride compare`
+>>> [(v["name"], v["acc_mean"]) for v in summary["variants"]]
+"""
+
+from __future__ import annotations
+
+from .core import (
+    DEFAULT_RECIPE,
+    DEFAULT_VARIANTS,
+    StudyError,
+    Variant,
+    acquire_lock,
+    auto_name,
+    ci95,
+    compare,
+    make_variants,
+    parse_seeds,
+    parse_shard,
+    release_lock,
+    run_dir_of,
+    summarize,
+    write_summary,
+)
+
+__all__ = [
+    "DEFAULT_RECIPE",
+    "DEFAULT_VARIANTS",
+    "StudyError",
+    "Variant",
+    "acquire_lock",
+    "auto_name",
+    "ci95",
+    "compare",
+    "make_variants",
+    "parse_seeds",
+    "parse_shard",
+    "release_lock",
+    "run_dir_of",
+    "summarize",
+    "write_summary",
+]

@@ -1,0 +1,561 @@
+"""Studies: variants x seeds on one dataset with one recipe, stored as in docs/study-format.md.
+
+Every (variant, seed) is a run with its own directory. Running the same study again resumes it: finished runs
+(``result.json`` present) are skipped, an interrupted run continues from its last checkpoint, and the summary is
+rebuilt from the result files on disk, so nothing is duplicated or lost. ``shard=(i, N)`` runs the runs whose
+index k (in the study's fixed order) has ``k % N == i``, so N processes or machines can share one directory;
+a per-run lock file keeps two unsharded processes from training the same run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io as _io
+import json
+import math
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..errors import PoolstrideError
+from ..spec import parse
+from ..train import io as tio
+from ..train.data import DeviceData, load_dataset
+from ..train.engine import RunSpec, build_model, read_result, resolve_device, train_run
+from ..train.recipe import Recipe, get_recipe
+
+SCHEMA = "poolstride.study/1"
+DEFAULT_MODEL = "tiny"
+DEFAULT_DATASET = "textures"
+DEFAULT_VARIANTS = "max,avg,conv,convpool,blur"
+DEFAULT_SEEDS = 3
+#: the default study's recipe (``poolstride compare`` with no arguments): sized for ~2.5 min on 2 quiet CPU cores
+DEFAULT_RECIPE = "demo"
+
+Callback = Callable[..., None]
+
+
+class StudyError(PoolstrideError):
+    """A study that cannot run: different definition in the directory, bad shard, unwritable output..."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a study: a built-in model (possibly a structural variant such as ``allcnn-c:strided``) with
+    an operator at its downsampling sites (``downsample=None`` keeps the model's own)."""
+
+    name: str
+    model: str
+    downsample: str | None
+    slug: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "downsample": self.downsample, "slug": self.slug}
+
+
+def slugify(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.").lower()
+    return s or "variant"
+
+
+def split_list(text: str) -> list[str]:
+    """Split on commas outside brackets: ``"max,blur(base=max,size=3)"`` -> two entries."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            raise StudyError(f"unbalanced ')' in {text!r}")
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise StudyError(f"unbalanced '(' in {text!r}")
+    out.append(cur.strip())
+    if any(not e for e in out):
+        raise StudyError(f"empty entry in list {text!r}")
+    return out
+
+
+def make_variants(model: str, variants: str | Sequence[str] | None = None) -> list[Variant]:
+    """Variants from a comma list (or a sequence) of entries, each one of:
+
+    * an operator spec (``max``, ``conv(k=3)``, ``blur(base=max,size=3)``): ``model`` with that operator at
+      every site; named by its canonical spec;
+    * ``default``: ``model`` as built, with its own operators;
+    * a built-in model with a structural variant (``allcnn-c:strided``, ``allcnn-c:all-cnn``): that model as
+      built (this is how the All-CNN paper's Table 3 arms are compared);
+    * ``NAME=ENTRY``: any of the above, named NAME.
+    """
+    from .. import models
+
+    entries = split_list(variants) if isinstance(variants, str) else list(variants or split_list(DEFAULT_VARIANTS))
+    if not entries:
+        raise StudyError("no variants given")
+    out: list[Variant] = []
+    for entry in entries:
+        name = None
+        head = entry.split("(", 1)[0]
+        if "=" in head:
+            name, _, entry = entry.partition("=")
+            name, entry = name.strip(), entry.strip()
+            if not name or not entry:
+                raise StudyError(f"bad variant {name}={entry!r}; expected NAME=SPEC")
+        base = entry.split(":", 1)[0].strip().lower()
+        if entry.strip().lower() == "default":
+            v_model, ds, default_name = model, None, "default"
+        elif ":" in entry and "(" not in entry and base in models.names():
+            models.get_entry(entry)
+            v_model, ds, default_name = entry.strip().lower(), None, entry.strip().lower()
+        else:
+            spec = parse(entry)
+            v_model, ds, default_name = model, str(spec), str(spec)
+        out.append(Variant(name or default_name, v_model, ds, slugify(name or default_name)))
+    names = [v.name for v in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise StudyError(f"variant {dup[0]!r} is given twice; name duplicates as NAME=SPEC")
+    slugs: dict[str, int] = {}
+    fixed = []
+    for v in out:  # distinct names can still share a slug ("a.b" / "a-b"): number them
+        k = slugs.get(v.slug, 0)
+        slugs[v.slug] = k + 1
+        fixed.append(v if k == 0 else Variant(v.name, v.model, v.downsample, f"{v.slug}-{k + 1}"))
+    return fixed
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/N"`` (0 <= i < N) -> (i, N)."""
+    if shard is None or shard == "":
+        return None
+    if isinstance(shard, tuple):
+        i, n = shard
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
+        if not m:
+            raise StudyError(f"bad --shard {shard!r}; expected i/N with 0 <= i < N, e.g. 0/4")
+        i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise StudyError(f"bad --shard {i}/{n}; expected i/N with 0 <= i < N, e.g. 0/4")
+    return i, n
+
+
+def parse_seeds(seeds: int | str | Sequence[int] | None) -> list[int]:
+    if seeds is None:
+        return list(range(DEFAULT_SEEDS))
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise StudyError(f"--seeds {seeds}: need at least one seed")
+        return list(range(seeds))
+    if isinstance(seeds, str):
+        s = seeds.strip()
+        try:
+            if re.fullmatch(r"\d+", s):
+                return parse_seeds(int(s))
+            if re.fullmatch(r"\d+\s*-\s*\d+", s):
+                a, b = (int(x) for x in s.split("-"))
+                if b < a:
+                    raise ValueError
+                return list(range(a, b + 1))
+            out = [int(x) for x in s.split(",")]
+        except ValueError:
+            raise StudyError(f"bad --seeds {seeds!r}; expected a count (3), a list (0,1,2) or a range (0-4)") from None
+    else:
+        out = [int(x) for x in seeds]
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise StudyError(f"bad seeds {seeds!r}: need distinct non-negative integers")
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def definition(
+    model: str, dataset_name: str, recipe: Recipe, variants: list[Variant], seeds: list[int]
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "dataset": dataset_name,
+        "recipe": recipe.to_dict(),
+        "variants": [v.to_dict() for v in variants],
+        "seeds": list(seeds),
+    }
+
+
+def auto_name(defn: dict[str, Any]) -> str:
+    h = hashlib.sha1(json.dumps(defn, sort_keys=True).encode()).hexdigest()[:8]
+    return slugify(f"{defn['model']}-{defn['dataset']}-{defn['recipe']['name']}") + f"-{h}"
+
+
+_KEYS = ("model", "dataset", "recipe", "variants", "seeds")
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise StudyError(f"cannot write to output directory {path}: {e.strerror or e}") from None
+
+
+def _create_or_check_study(out: Path, study: dict[str, Any]) -> dict[str, Any]:
+    """Write study.json exclusively (first process wins) or check that the existing one matches."""
+    path = out / "study.json"
+    if not path.exists():
+        fd, tmp = tempfile_in(out, "study.json")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(study, indent=2) + "\n")
+        try:
+            os.link(tmp, path)  # atomic and exclusive
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{path} is unreadable or corrupted ({e}); use another --out") from None
+    if not isinstance(old, dict) or old.get("schema") != SCHEMA:
+        raise StudyError(f"{out} holds something else than a poolstride study ({path.name}); use another --out")
+    diff = [k for k in _KEYS if old.get(k) != study.get(k)]
+    if diff:
+        detail = "; ".join(_describe(k, old.get(k), study.get(k)) for k in diff)
+        raise StudyError(
+            f"{out} was created by a different command ({detail}); nothing was changed there. "
+            "Use another --out, or repeat the original command to resume it"
+        )
+    return old
+
+
+def _describe(key: str, old: Any, new: Any) -> str:
+    if key == "recipe" and isinstance(old, dict) and isinstance(new, dict):
+        ks = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        return "recipe: " + ", ".join(f"{k} {old.get(k)!r} vs {new.get(k)!r}" for k in ks[:4])
+    if key == "variants":
+        return f"variants {[v.get('name') for v in old or []]} vs {[v.get('name') for v in new or []]}"
+    return f"{key} {old!r} vs {new!r}"
+
+
+def tempfile_in(d: Path, name: str) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
+
+
+# ---- run locks -----------------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+STALE_LOCK_S = 6 * 3600
+
+
+def acquire_lock(run_dir: Path) -> bool:
+    """Claim a run: create ``run_dir/.lock`` exclusively. A lock left by a dead process on this host (or older
+    than 6 h) is taken over. False when another live process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(lock.read_text() or "{}")
+                age = time.time() - lock.stat().st_mtime
+            except (OSError, ValueError):
+                held, age = {}, 0.0
+            same_host = held.get("host") == me["host"]
+            dead = same_host and isinstance(held.get("pid"), int) and not _pid_alive(held["pid"])
+            if held.get("pid") == me["pid"] and same_host:
+                return True
+            if dead or age > STALE_LOCK_S or not held:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+                continue
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        return True
+    return False
+
+
+def release_lock(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (run_dir / ".lock").unlink()
+
+
+# ---- summary -------------------------------------------------------------------------------------------------
+
+
+def ci95(values: Sequence[float]) -> tuple[float, float | None, tuple[float, float] | None]:
+    """Mean, sample std and the 95 % t-interval of the mean (None for fewer than 2 values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None, None
+    from scipy import stats
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    h = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, sd, (mean - h, mean + h)
+
+
+def run_dir_of(study_dir: Path, v: Variant | dict[str, Any], seed: int) -> Path:
+    slug = v.slug if isinstance(v, Variant) else v["slug"]
+    return Path(study_dir) / "runs" / slug / f"seed{seed}"
+
+
+SUMMARY_COLUMNS = [
+    "variant", "seed", "status", "acc", "loss", "shift_consistency", "shift_consistency_circular", "params",
+    "macs", "other_ops", "latency_ms", "train_time_s", "images_per_s", "reason",
+]  # fmt: skip
+
+
+def summarize(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The study summary (``poolstride.summary/1``) from the result files on disk."""
+    sd = Path(study_dir)
+    if study is None:
+        study = json.loads((sd / "study.json").read_text())
+    runs: list[dict[str, Any]] = []
+    variants_out = []
+    seeds = study["seeds"]
+    for v in study["variants"]:
+        results = []
+        for s in seeds:
+            try:
+                r = read_result(run_dir_of(sd, v, s))
+            except PoolstrideError:
+                r = None
+            if r is not None:
+                results.append(r)
+        runs.extend(results)
+        ok = [r for r in results if r.get("status") == "ok" and r.get("acc") is not None]
+        row: dict[str, Any] = {"name": v["name"], "model": v["model"], "downsample": v["downsample"],
+                               "n": len(ok), "failed": len(results) - len(ok)}  # fmt: skip
+        if ok:
+            m, sdv, ci = ci95([r["acc"] for r in ok])
+            row.update(acc_mean=m, acc_std=sdv, acc_ci95=list(ci) if ci else None)
+            for key in ("loss", "shift_consistency", "shift_consistency_circular", "train_time_s", "images_per_s",
+                        "latency_ms"):  # fmt: skip
+                vals = [r[key] for r in ok if r.get(key) is not None]
+                row[f"{key}_mean"] = sum(vals) / len(vals) if vals else None
+            sc = [r["shift_consistency"] for r in ok if r.get("shift_consistency") is not None]
+            row["shift_consistency_std"] = ci95(sc)[1] if sc else None
+            for key in ("params", "macs", "other_ops", "activation_bytes"):
+                row[key] = ok[0].get(key)
+        else:
+            row.update(acc_mean=None, acc_std=None, acc_ci95=None)
+            if results:
+                row["params"] = results[0].get("params")
+                row["macs"] = results[0].get("macs")
+        row["reasons"] = sorted({r.get("reason") for r in results if r.get("status") != "ok" and r.get("reason")})
+        variants_out.append(row)
+    total = len(study["variants"]) * len(seeds)
+    return tio.clean_json(
+        {
+            "schema": "poolstride.summary/1",
+            "study": study,
+            "complete": len(runs) == total,
+            "runs_done": len(runs),
+            "runs_total": total,
+            "variants": variants_out,
+            "runs": runs,
+            "updated": _now(),
+        }
+    )
+
+
+def write_summary(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
+    sd = Path(study_dir)
+    summ = summarize(sd, study)
+    tio.write_json(sd / "summary.json", summ)
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SUMMARY_COLUMNS)
+    for r in summ["runs"]:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in SUMMARY_COLUMNS])
+    tio.write_text(sd / "summary.csv", buf.getvalue())
+    return summ
+
+
+# ---- the study -------------------------------------------------------------------------------------------------
+
+
+def compare(
+    model: str = DEFAULT_MODEL,
+    variants: str | Sequence[str] | None = None,
+    seeds: int | str | Sequence[int] | None = None,
+    epochs: int | None = None,
+    dataset: Any = DEFAULT_DATASET,
+    data_dir: str | None = None,
+    recipe: str | Recipe = DEFAULT_RECIPE,
+    device: str = "auto",
+    out: str | Path | None = None,
+    shard: str | tuple[int, int] | None = None,
+    callback: Callback | None = None,
+    report: bool = True,
+    retry_failed: bool = False,
+    threads: int | None = None,
+    **recipe_overrides: Any,
+) -> dict[str, Any]:
+    """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md).
+
+    With every argument left at its default this is the default study: the tiny demo net on the embedded
+    ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
+    shortened to 4 epochs on a fixed 2500-image subset). ``out`` defaults to ``./runs/<auto name>``, a
+    name derived from the study definition, so repeating a call resumes the same directory.
+    ``callback(event, **info)`` gets ``study_start``, ``run_skip``, ``run_start``, the trainer's ``start``,
+    ``step``, ``epoch``, ``end`` events, and ``study_end``. Extra keyword arguments override recipe fields.
+    """
+    cb = callback or (lambda event, **kw: None)
+    shard_t = parse_shard(shard)
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    overrides = {k: v for k, v in recipe_overrides.items() if v is not None}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    rec = get_recipe(recipe, **overrides)
+    from .. import models
+
+    models.get_entry(model)
+    vlist = make_variants(model, variants)
+    seed_list = parse_seeds(seeds)
+    ds = load_dataset(dataset, data_dir)
+    ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
+    dev = resolve_device(device)
+    _probe_variants(vlist, ds)
+
+    defn = definition(model, ds_name, rec, vlist, seed_list)
+    out_dir = Path(out) if out is not None else Path("runs") / auto_name(defn)
+    _check_writable(out_dir)
+    study = {
+        "schema": SCHEMA,
+        "name": out_dir.name,
+        **defn,
+        "baseline": vlist[0].name,
+        "dataset_info": {
+            "n_train": int(len(ds.x_train)),
+            "n_test": int(len(ds.x_test)),
+            "input_size": list(ds.x_train.shape[1:]),
+            "num_classes": len(ds.classes),
+        },
+        "created": _now(),
+        "poolstride": __version__,
+    }
+    study = _create_or_check_study(out_dir, study)
+
+    order = [(v, s) for s in seed_list for v in vlist]  # seed-major: a full comparison appears early
+    mine = [(k, v, s) for k, (v, s) in enumerate(order) if shard_t is None or k % shard_t[1] == shard_t[0]]
+    data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
+    spe = data.steps_per_epoch(min(rec.batch_size, data.n_train))
+    todo = []
+    for k, v, s in mine:
+        rd = run_dir_of(out_dir, v, s)
+        res = read_result(rd)
+        if res is not None and retry_failed and res.get("status") != "ok":
+            os.replace(rd / "result.json", rd / f"result.failed-{int(time.time())}.json")
+            res = None
+        if res is None:
+            todo.append((k, v, s))
+        else:
+            cb("run_skip", variant=v.name, seed=s, result=res)
+    cb(
+        "study_start",
+        study_dir=str(out_dir),
+        runs_total=len(order),
+        runs_mine=len(mine),
+        runs_todo=len(todo),
+        steps_per_run=spe * rec.epochs,
+        steps_per_epoch=spe,
+        shard=shard_t,
+    )
+    busy = []
+    for k, v, s in todo:
+        rd = run_dir_of(out_dir, v, s)
+        if not acquire_lock(rd):
+            busy.append(f"{v.name}/seed{s}")
+            cb("run_busy", variant=v.name, seed=s)
+            continue
+        try:
+            if read_result(rd) is not None:  # finished by another process meanwhile
+                continue
+            cb("run_start", variant=v.name, seed=s, index=k, run_dir=str(rd))
+            spec = RunSpec(v.model, v.downsample, s, v.name, dict(v.model_kwargs))
+            try:
+                train_run(spec, ds, rec, dev, rd, callback=cb, data=data)
+            except PoolstrideError:
+                raise
+            except (RuntimeError, ValueError, FloatingPointError, MemoryError) as e:
+                # the run fails with its reason; the study goes on
+                tio.write_json(rd / "result.json", _failed(v, s, rec, ds_name, dev, f"{type(e).__name__}: {e}"))
+            write_summary(out_dir, study)
+        finally:
+            release_lock(rd)
+    summ = write_summary(out_dir, study)
+    summ["study_dir"] = str(out_dir)
+    summ["busy"] = busy
+    if report and summ["runs_done"]:
+        summ["report"] = _write_report(out_dir)
+    cb("study_end", summary=summ)
+    return summ
+
+
+def _failed(v: Variant, seed: int, rec: Recipe, ds_name: str, dev: torch.device, reason: str) -> dict[str, Any]:
+    return {
+        "schema": "poolstride.run/1", "variant": v.name, "seed": seed, "status": "failed", "reason": reason[:500],
+        "model": v.model, "downsample": v.downsample, "dataset": ds_name, "epochs": rec.epochs, "recipe": rec.name,
+        "acc": None, "loss": None, "shift_consistency": None, "shift_consistency_circular": None,
+        "device": str(dev), "finished": _now(), "poolstride": __version__,
+    }  # fmt: skip
+
+
+def _write_report(out_dir: Path) -> str | None:
+    try:
+        from ..report import write_report  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        return str(write_report(out_dir))
+    except Exception as e:  # the study is done; a report problem must not hide it
+        return f"report failed: {type(e).__name__}: {e}"
+
+
+def _probe_variants(vlist: list[Variant], ds: Any) -> None:
+    """Build every variant and run one image through it, so a bad variant fails before any training."""
+    c, h, w = (int(x) for x in ds.x_train.shape[1:])
+    for v in vlist:
+        try:
+            m = build_model(RunSpec(v.model, v.downsample, 0, v.name), len(ds.classes), c)
+            m.eval()
+            with torch.no_grad():
+                m(torch.zeros(1, c, h, w))
+        except PoolstrideError as e:
+            raise StudyError(f"variant {v.name!r} cannot be built: {e}") from None
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise StudyError(f"variant {v.name!r} cannot run on {c}x{h}x{w} input: {str(e)[:200]}") from None

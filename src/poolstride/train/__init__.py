@@ -1,0 +1,42 @@
+"""The training engine (``poolstride.train``).
+
+>>> from poolstride import train
+>>> ds = train.synthetic()                       # or poolstride.data.load("textures")
+>>> r = train.train_run(train.RunSpec("tiny", "blur", seed=0), ds, train.get_recipe("fast", epochs=2))
+>>> r["status"], r["acc"], r["shift_consistency"]
+
+See :mod:`poolstride.train.engine` (runs, resume, determinism), :mod:`poolstride.train.recipe` (recipes),
+:mod:`poolstride.train.data` (device-resident data and augmentation), :mod:`poolstride.train.evaluate`
+(accuracy, shift-consistency) and :mod:`poolstride.train.dist` (DDP under torchrun).
+"""
+
+from __future__ import annotations
+
+from .data import DeviceData, SimpleDataset, load_dataset, shift_images, synthetic
+from .dist import DistInfo
+from .engine import RunError, RunSpec, lr_factor, read_result, resolve_device, static_cost, train_run
+from .evaluate import evaluate, shift_consistency
+from .recipe import RECIPES, Recipe, RecipeError, get_recipe, recipe_names
+
+__all__ = [
+    "RECIPES",
+    "DeviceData",
+    "DistInfo",
+    "Recipe",
+    "RecipeError",
+    "RunError",
+    "RunSpec",
+    "SimpleDataset",
+    "evaluate",
+    "get_recipe",
+    "load_dataset",
+    "lr_factor",
+    "read_result",
+    "recipe_names",
+    "resolve_device",
+    "shift_consistency",
+    "shift_images",
+    "static_cost",
+    "synthetic",
+    "train_run",
+]

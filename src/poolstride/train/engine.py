@@ -1,0 +1,488 @@
+"""The training engine: one run = (model, downsample operator, dataset, recipe, seed).
+
+``train_run`` builds the model, measures its static cost, trains it with the whole dataset resident on the
+device, evaluates accuracy, loss and shift-consistency, and returns a ``poolstride.run/1`` result dict. With a
+``run_dir`` it writes the run directory of docs/study-format.md (config, per-epoch metrics, a checkpoint each
+epoch, an atomic result.json) and resumes from the checkpoint if one is there.
+
+Determinism: on CPU a run is a pure function of its seed (model init, batch order, augmentation and dropout
+draw from generators seeded by (seed, epoch)), so an interrupted run resumed from its last checkpoint ends
+with exactly the metrics of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from ..errors import PoolstrideError
+from . import dist as dist_mod
+from .data import DeviceData
+from .evaluate import autocast_ctx, evaluate, shift_consistency
+from .io import clean_json, save_torch, write_json, write_text
+from .recipe import Recipe, get_recipe
+
+Callback = Callable[..., None]
+
+CHECK_EVERY = 25  # steps between NaN/divergence checks inside an epoch
+
+
+class RunError(PoolstrideError):
+    """A run directory that cannot be used (different config, corrupted checkpoint, unwritable...)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What is trained: a built-in model, the operator at its downsampling sites, a seed."""
+
+    model: str = "tiny"
+    downsample: str | None = None
+    seed: int = 0
+    variant: str | None = None  # display name; defaults to the downsample spec (or "default")
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant or (str(self.downsample) if self.downsample else "default")
+
+
+def resolve_device(device: str | torch.device | None = "auto", info: dist_mod.DistInfo | None = None) -> torch.device:
+    if device is None or str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise PoolstrideError(f"bad --device {device!r}; expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PoolstrideError("--device cuda requested but CUDA is not available")
+        if info is not None and info.enabled:
+            dev = torch.device("cuda", info.local_rank)
+    return dev
+
+
+_COST_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None = None) -> dict[str, Any]:
+    """params / MACs / other ops / activation bytes / receptive field via ``poolstride.analysis.cost_summary``
+    when it is installed; parameters only otherwise (``cost_source`` says which)."""
+    if key is not None and key in _COST_CACHE:
+        return dict(_COST_CACHE[key])
+    out: dict[str, Any] = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "macs": None,
+        "other_ops": None,
+        "activation_bytes": None,
+        "rf": None,
+        "jump": None,
+        "cost_source": "params-only",
+    }
+    cost_summary: Callable[..., Any] | None
+    try:
+        from ..analysis import cost_summary
+    except ImportError:
+        cost_summary = None
+    if cost_summary is not None:
+        try:
+            was = model.training
+            model.eval()
+            d = dict(cost_summary(model, tuple(input_size)))
+            model.train(was)
+            out.update({k: d.get(k, out.get(k)) for k in ("params", "trainable_params", "macs", "other_ops")})
+            out.update({k: d.get(k) for k in ("activation_bytes", "rf", "jump")})
+            out["cost_source"] = "poolstride.analysis"
+        except Exception as e:  # analysis must never kill a training run
+            out["cost_source"] = f"params-only (analysis failed: {type(e).__name__}: {e})"
+    if key is not None:
+        _COST_CACHE[key] = dict(out)
+    return out
+
+
+def lr_factor(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
+    """Multiplier of ``recipe.lr`` at global step ``step`` (0-based) of ``total``."""
+    t = step / max(total, 1)
+    if recipe.schedule == "constant":
+        return 1.0
+    if recipe.schedule == "step":
+        epoch = step // max(steps_per_epoch, 1)
+        return float(recipe.gamma ** sum(1 for m in recipe.milestones if epoch >= m))
+    if recipe.schedule == "cosine":
+        warm = recipe.warmup_epochs * steps_per_epoch
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(total - warm, 1)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    # onecycle: linear rise from 1/25 to 1 over pct_start, then cosine down to ~0
+    p = recipe.pct_start
+    if t < p:
+        return 0.04 + 0.96 * t / p
+    return 0.5 * (1 + math.cos(math.pi * (t - p) / (1 - p))) * (1 - 1e-4) + 1e-4
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    impl: dict[str, Any] = {"fused": True}
+    attempts: list[dict[str, Any]] = [{"fused": True}, {"foreach": True}, {}]
+    for attempt in attempts:
+        impl = attempt
+        try:
+            if recipe.optimizer == "adamw":
+                return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **impl)
+            return torch.optim.SGD(
+                params,
+                lr=recipe.lr,
+                momentum=recipe.momentum,
+                nesterov=recipe.optimizer == "nesterov",
+                weight_decay=recipe.weight_decay,
+                **impl,
+            )
+        except (RuntimeError, TypeError, ValueError):
+            continue
+    raise RuntimeError("no optimizer implementation available")  # pragma: no cover
+
+
+def _grad_norms(model: nn.Module) -> tuple[float, dict[str, float]]:
+    per: dict[str, float] = {}
+    sq = 0.0
+    for n, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        v = float(p.grad.detach().float().norm())
+        sq += v * v
+        if p.dim() > 1:
+            per[n.removeprefix("module.").removeprefix("_orig_mod.")] = v
+    return math.sqrt(sq), per
+
+
+def _latency_ms(model: nn.Module, input_size: tuple[int, ...], device: torch.device, channels_last: bool) -> float:
+    model.eval()
+    x = torch.zeros(1, *input_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.no_grad():
+        for i in range(13):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= 3:
+                times.append(time.perf_counter() - t)
+    model.train()
+    times.sort()
+    return 1000.0 * times[len(times) // 2]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_config(spec: RunSpec, recipe: Recipe, dataset_name: str, device: torch.device | str) -> dict[str, Any]:
+    return {
+        "schema": "poolstride.runconfig/1",
+        "variant": spec.name,
+        "model": spec.model,
+        "downsample": None if spec.downsample is None else str(spec.downsample),
+        "model_kwargs": dict(spec.model_kwargs),
+        "seed": spec.seed,
+        "dataset": dataset_name,
+        "epochs": recipe.epochs,
+        "recipe": recipe.to_dict(),
+        "device": str(device),
+    }
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run config that must match for a run directory to be resumed (device may change)."""
+    return {k: v for k, v in cfg.items() if k not in ("device",)}
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(clean_json(h)) + "\n" for h in history))
+    cols = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "time"]
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for h in history:
+        w.writerow(["" if h.get(c) is None else h.get(c) for c in cols])
+    write_text(run_dir / "summary.csv", buf.getvalue())
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ck, dict) or "model" not in ck or "epoch" not in ck:
+            raise ValueError("not a poolstride checkpoint")
+        return ck
+    except Exception as e:
+        raise RunError(
+            f"{path} is corrupted or unreadable ({type(e).__name__}: {str(e)[:120]}); "
+            "delete it to restart this run from scratch"
+        ) from None
+
+
+def build_model(spec: RunSpec, num_classes: int, in_channels: int) -> nn.Module:
+    from .. import models
+
+    kw = {"num_classes": num_classes, "in_channels": in_channels, **spec.model_kwargs}
+    return models.build(spec.model, downsample=spec.downsample, **kw)
+
+
+def train_run(
+    spec: RunSpec,
+    dataset: Any,
+    recipe: Recipe | str = "fast",
+    device: str | torch.device = "auto",
+    run_dir: str | Path | None = None,
+    callback: Callback | None = None,
+    dist_info: dist_mod.DistInfo | None = None,
+    data: DeviceData | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one run; see the module doc. ``callback(event, **info)`` receives ``start``
+    (epochs, start_epoch, steps_per_epoch), ``step`` (epoch, step), ``epoch`` (the metrics row) and ``end``
+    (the result). Returns the result dict (status ``ok`` or ``failed`` with a ``reason``)."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    info = dist_info or dist_mod.DistInfo()
+    dev = resolve_device(device, info)
+    cb = callback or (lambda event, **kw: None)
+    ds_name = str(getattr(dataset, "name", "dataset"))
+    if data is None or data.device != dev or data.channels_last != recipe.channels_last:
+        data = DeviceData(dataset, dev, recipe.train_subset, recipe.test_subset, recipe.channels_last)
+    cfg = run_config(spec, recipe, ds_name, dev)
+    rdir = Path(run_dir) if run_dir is not None else None
+    main = info.is_main
+    if rdir is not None and main:
+        try:
+            rdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"cannot create run directory {rdir}: {e.strerror or e}") from None
+        cpath = rdir / "config.json"
+        if cpath.exists():
+            try:
+                old = json.loads(cpath.read_text())
+            except (OSError, ValueError) as e:
+                raise RunError(f"{cpath} is corrupted ({e}); move the run directory away to restart it") from None
+            if _comparable(old) != _comparable(json.loads(json.dumps(cfg))):
+                diff = [k for k in _comparable(cfg) if old.get(k) != json.loads(json.dumps(cfg)).get(k)]
+                raise RunError(
+                    f"{rdir} holds a run with a different config ({', '.join(diff) or 'schema'} differ); "
+                    "use another output directory"
+                )
+        else:
+            write_json(cpath, cfg)
+    dist_mod.barrier(info)
+
+    # ---- model -------------------------------------------------------------------------------------------
+    torch.manual_seed(spec.seed)
+    model = build_model(spec, data.num_classes, data.input_size[0])
+    cost_key = json.dumps([spec.model, cfg["downsample"], spec.model_kwargs, data.input_size, data.num_classes])
+    cost = static_cost(model, data.input_size, cost_key)
+    if info.enabled:
+        model = dist_mod.convert_sync_bn(model, dev)
+    model = model.to(dev)
+    if recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = make_optimizer(model, recipe, dev)
+
+    start_epoch, history, train_time, images = 0, [], 0.0, 0
+    ckpt_path = rdir / "checkpoint.pt" if rdir is not None else None
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = _load_checkpoint(ckpt_path)
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise RunError(f"{ckpt_path} does not fit this run ({str(e)[:120]}); delete it to restart") from None
+        start_epoch = int(ck["epoch"])
+        history = list(ck.get("history", []))
+        train_time = float(ck.get("train_time", 0.0))
+        images = int(ck.get("images", 0))
+        if main and rdir is not None:
+            _write_metrics(rdir, history)  # drop anything written after the checkpoint
+
+    fwd: nn.Module = model
+    if recipe.compile:
+        fwd = torch.compile(model)  # type: ignore[assignment]
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        fwd = DDP(fwd, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    gb = min(recipe.batch_size, data.n_train)
+    if gb % info.world:
+        raise PoolstrideError(f"batch size {gb} is not divisible by the number of processes {info.world}")
+    spe = data.steps_per_epoch(gb)
+    total = spe * recipe.epochs
+    cb("start", epochs=recipe.epochs, start_epoch=start_epoch, steps_per_epoch=spe, spec=spec)
+
+    reason: str | None = None
+    grad_norm, per_layer = float("nan"), dict[str, float]()
+    model.train()
+    for epoch in range(start_epoch, recipe.epochs):
+        seed_e = spec.seed * 1_000_003 + epoch * 7919 + 17
+        torch.manual_seed(seed_e + 2)  # dropout & co.
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        lr = recipe.lr
+        for s, (xb, yb) in enumerate(
+            data.train_batches(seed_e, gb, recipe.augment, recipe.crop_padding, recipe.flip, info.rank, info.world)
+        ):
+            lr = recipe.lr * lr_factor(recipe, epoch * spe + s, total, spe)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast_ctx(dev, recipe.amp):
+                out = fwd(xb)
+                loss = F.cross_entropy(out.float(), yb, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if s == spe - 1:
+                grad_norm, per_layer = _grad_norms(model)
+            opt.step()
+            ld = loss.detach()
+            loss_sum += ld.double() * len(yb)
+            correct += (out.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            if (s + 1) % CHECK_EVERY == 0:
+                v = float(ld)
+                if dist_mod.any_flag(not math.isfinite(v) or v > recipe.divergence_loss, info):
+                    reason = _diverged(v, recipe, epoch, s)
+                    break
+            cb("step", epoch=epoch, step=s + 1, steps_per_epoch=spe)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        dt = time.perf_counter() - t0
+        train_time += dt
+        tot = dist_mod.all_sum(
+            torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=dev).double()]), info
+        )
+        images += int(tot[2])
+        tr_loss = float(tot[0] / tot[2].clamp_min(1))
+        tr_acc = 100.0 * float(tot[1] / tot[2].clamp_min(1))
+        if reason is None and (not math.isfinite(tr_loss) or tr_loss > recipe.divergence_loss):
+            reason = _diverged(tr_loss, recipe, epoch, None)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": tr_loss,
+            "train_acc": tr_acc,
+            "test_loss": None,
+            "test_acc": None,
+            "lr": lr,
+            "time": round(dt, 4),
+            "grad_norm": grad_norm,
+        }
+        if reason is None and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
+            ev = evaluate(model, data, recipe.eval_batch_size, recipe.amp)
+            row["test_loss"], row["test_acc"] = ev["loss"], ev["acc"]
+            if not math.isfinite(ev["loss"]):
+                reason = f"test loss became NaN at epoch {epoch + 1}"
+        history.append(clean_json(row))
+        if reason is not None:
+            if main and rdir is not None:
+                _write_metrics(rdir, history)
+            break
+        if main and rdir is not None and ckpt_path is not None:
+            save_torch(
+                ckpt_path,
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "history": history,
+                    "train_time": train_time,
+                    "images": images,
+                    "rng": {"torch": torch.get_rng_state()},
+                    "config": cfg,
+                },
+            )
+            _write_metrics(rdir, history)
+        cb("epoch", **row)
+    dist_mod.barrier(info)
+
+    result: dict[str, Any] = {
+        "schema": "poolstride.run/1",
+        "variant": spec.name,
+        "seed": spec.seed,
+        "status": "ok" if reason is None else "failed",
+        "reason": reason,
+        "model": spec.model,
+        "downsample": cfg["downsample"],
+        "dataset": ds_name,
+        "epochs": recipe.epochs,
+        "recipe": recipe.name,
+        "acc": None,
+        "loss": None,
+        "shift_consistency": None,
+        "shift_consistency_circular": None,
+        "shift": {"max_shift": recipe.shift_max, "padding": recipe.shift_padding, "pairs": recipe.shift_pairs,
+                  "images": min(recipe.shift_images or len(data.x_test), len(data.x_test))},
+        **cost,
+        "latency_ms": None,
+        "train_time_s": round(train_time, 3),
+        "images_per_s": round(images / train_time, 1) if train_time > 0 else None,
+        "device": str(dev),
+        "world_size": info.world,
+        "gradflow": None,
+        "history": history,
+        "finished": None,
+        "poolstride": __version__,
+    }  # fmt: skip
+    if reason is None:
+        last = history[-1] if history else {}
+        if last.get("test_acc") is None:  # resumed after the last epoch: evaluate again
+            ev = evaluate(model, data, recipe.eval_batch_size, recipe.amp)
+            last = {"test_acc": ev["acc"], "test_loss": ev["loss"]}
+        result["acc"], result["loss"] = last["test_acc"], last["test_loss"]
+        for key, pad in (("shift_consistency", recipe.shift_padding), ("shift_consistency_circular", "circular")):
+            result[key] = shift_consistency(
+                model, data, recipe.shift_max, pad, recipe.shift_pairs, recipe.shift_images,
+                recipe.eval_batch_size, recipe.amp,
+            )  # fmt: skip
+        result["latency_ms"] = round(_latency_ms(model, data.input_size, dev, recipe.channels_last), 4)
+        if per_layer:
+            result["gradflow"] = {"layers": list(per_layer), "grad_norm": list(per_layer.values()),
+                                  "when": "last step of the last epoch trained in this process"}  # fmt: skip
+    result["finished"] = _now()
+    result = clean_json(result)
+    if main and rdir is not None:
+        write_json(rdir / "result.json", result)
+    cb("end", result=result)
+    return result
+
+
+def _diverged(v: float, recipe: Recipe, epoch: int, step: int | None) -> str:
+    where = f"epoch {epoch + 1}" + (f" (step {step + 1})" if step is not None else "")
+    if not math.isfinite(v):
+        return f"loss became {'NaN' if v != v else 'infinite'} at {where}"
+    return f"loss diverged ({v:.3g} > {recipe.divergence_loss:g}) at {where}"
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    p = Path(run_dir) / "result.json"
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{p} is corrupted ({e}); move it away to re-run this run") from None
+
+
+__all__ = ["RunError", "RunSpec", "lr_factor", "read_result", "resolve_device", "static_cost", "train_run"]
