@@ -223,6 +223,16 @@ def _post_spec(text: str) -> OpSpec:
 
 
 def _parse_rule(text: str) -> Rule:
+    try:
+        return _parse_rule_inner(text)
+    except SpecError as e:
+        msg = str(e)
+        if "valid policy forms" in msg:
+            raise
+        raise SpecError(f"policy rule {text.strip()!r}: {msg}") from None
+
+
+def _parse_rule_inner(text: str) -> Rule:
     if "->" not in text:
         raise _bad(f"cannot parse policy rule {text!r}: expected SOURCE->TARGET")
     src, _, tgt = text.partition("->")
