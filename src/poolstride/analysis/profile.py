@@ -1,21 +1,25 @@
 """Measured cost: forward and forward+backward latency (median and IQR over repeats) and peak memory.
 
-On CUDA the timings are synchronised and the peak memory comes from the caching allocator's statistics
-(``torch.cuda.max_memory_allocated`` above the level before the step). On CPU, PyTorch's allocator is not
-visible to ``tracemalloc`` (which only sees Python objects), so the peak is the process's resident set
-size sampled every millisecond during one step, minus the RSS before it (``rss-sampled``; includes the
-allocator's overhead; measured before the timed runs, since freed memory that the C allocator keeps is
-reused without growing the RSS, so later steps would read lower: treat it as approximate).
+Peak memory is the largest amount of tensor memory allocated *above the level before the step*:
+
+* ``cuda-allocator`` - on CUDA, from the caching allocator's statistics (``max_memory_allocated``);
+* ``cpu-profiler`` - on CPU, from ``torch.profiler`` with ``profile_memory=True``: every allocation and
+  free of PyTorch's CPU allocator, accumulated in time order at operator granularity (``tracemalloc``
+  cannot see PyTorch tensors; it only tracks Python objects);
+* ``rss-sampled`` - fallback when the profiler is unavailable: the process's resident set size sampled every
+  millisecond minus the RSS before the step (includes allocator overhead; approximate, since the C
+  allocator reuses memory it already holds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -159,7 +163,9 @@ def profile(
         if cuda:
             torch.cuda.synchronize(dev)
 
-    method = "cuda-allocator" if cuda else ("rss-sampled" if _rss() is not None else "unavailable")
+    method = "cuda-allocator" if cuda else ("cpu-profiler" if _profiler_ok() else "rss-sampled")
+    if method == "rss-sampled" and _rss() is None:
+        method = "unavailable"
     c, h, w = (int(v) for v in input_size)
     prof = Profile(str(dev), method if memory else "off", (c, h, w), warmup, repeats)
     try:
@@ -177,9 +183,9 @@ def profile(
                 out.float().sum().backward()
 
             peak = fpeak = None
-            if memory and method != "unavailable":  # before timing: CPU allocators keep freed memory
-                peak = _peak(step, cuda, dev, sync) if train else None
-                fpeak = _peak(fwd, cuda, dev, sync)
+            if memory and method != "unavailable":
+                peak = _peak(step, method, dev, sync) if train else None
+                fpeak = _peak(fwd, method, dev, sync)
             fwd_t = _timeit(fwd, sync, warmup, repeats)
             tr_t = _timeit(step, sync, warmup, repeats) if train else None
             model.zero_grad(set_to_none=True)
@@ -189,9 +195,9 @@ def profile(
     return prof
 
 
-def _peak(fn: Callable[[], Any], cuda: bool, dev: torch.device, sync: Callable[[], None]) -> int:
+def _peak(fn: Callable[[], Any], method: str, dev: torch.device, sync: Callable[[], None]) -> int:
     gc.collect()
-    if cuda:
+    if method == "cuda-allocator":
         sync()
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated(dev)
@@ -199,9 +205,51 @@ def _peak(fn: Callable[[], Any], cuda: bool, dev: torch.device, sync: Callable[[
         fn()
         sync()
         return int(torch.cuda.max_memory_allocated(dev) - base)
+    if method == "cpu-profiler":
+        return _profiler_peak(fn)
     with _RssSampler() as s:
         fn()
     return s.delta
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side logs start/stop lines on file descriptor 2; keep them off the user's screen."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def _profiler_ok() -> bool:
+    try:
+        from torch.profiler import ProfilerActivity, profile  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _profiler_peak(fn: Callable[[], Any]) -> int:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    with _quiet_stderr(), tprofile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+        fn()
+    cur = peak = 0
+    for e in sorted(p.events(), key=lambda e: e.time_range.start):
+        cur += e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return int(peak)
 
 
 __all__ = ["BatchProfile", "Profile", "Timing", "profile"]

@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..errors import PoolstrideError, SpecError
@@ -46,6 +47,14 @@ def _pair(p: list[float] | None) -> str:
     if p is None:
         return "-"
     return _g(p[0]) if p[0] == p[1] else f"{_g(p[0])}x{_g(p[1])}"
+
+
+def _show(table: Table) -> None:
+    """Print a table; when stdout is not a terminal (pipes, files, tests) do not squeeze it into 80 columns."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=max(console.width, 200)).print(table)
 
 
 def _input(text: str | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -104,7 +113,7 @@ def inspect_command(
             _bytes(layer.activation_bytes) if layer.activation_bytes else "", rf, _pair(layer.jump),
             _pair(layer.center),
         )  # fmt: skip
-    console.print(t)
+    _show(t)
     tot = rep.totals
     tr = tot["train_step"]
     console.print(
@@ -292,7 +301,7 @@ def cost_command(
                 ]
             cells.append(_bytes(row["latency"]["cpu"]["peak_memory_bytes"]))
         tab.add_row(*cells)
-    console.print(tab)
+    _show(tab)
     console.print(
         "[dim]MACs: conv/linear multiply-accumulates (FLOPs = 2 x MACs); other ops: pooling by its kernel, norm, "
         "activation, add (docs/conventions.md). Latency: median ± IQR; '!' = misaligned residual branches.[/]"
@@ -340,7 +349,7 @@ def explain_command(
         for k in ("original", "s1pool"):
             r = s[k]
             t.add_row(k, f"{r['stem_macs']:,}", f"{r['stem_other_ops']:,}", _h(r["total_macs"]), _g(r["rf"]))
-        console.print(t)
+        _show(t)
         console.print(
             f"stem MACs x{s['stem_mac_ratio']:.2f}, model MACs x{s['total_mac_ratio']:.3f}, plus "
             f"{s['extra_pool_ops']:,} pool comparisons: claim {'holds' if s['holds'] else 'does NOT hold'}"
@@ -353,7 +362,7 @@ def explain_command(
         for k in ("one_7x7", "three_3x3"):
             r = v[k]
             t.add_row(k, _g(r["rf"]), f"{r['params']:,}", _g(r["params_per_c2"]), _h(r["macs"]), str(r["relus"]))
-        console.print(t)
+        _show(t)
         console.print(
             f"7x7 has x{v['param_ratio']:.2f} the weights: claim {'holds' if v['holds'] else 'does NOT hold'}"
         )
@@ -378,4 +387,4 @@ def _print_ops(d: dict[str, Any]) -> None:
             r["spec"], grid(r["output"]), str(r["params"]), f"{r['params_c64']:,}", str(r["macs"]),
             str(r["other_ops"]), "global" if r["rf_global"] else _g(r["rf"]), _g(r["center"]),
         )  # fmt: skip
-    console.print(t)
+    _show(t)
