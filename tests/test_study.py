@@ -1,0 +1,214 @@
+"""Studies: variants, seeds, shards, resume (including a SIGKILL mid-run), summaries, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from poolstride import PoolstrideError, SpecError
+from poolstride.cli import main
+from poolstride.study import StudyError, ci95, compare, make_variants, parse_seeds, parse_shard
+from poolstride.train import synthetic
+
+SMALL = dict(epochs=1, batch_size=32, shift_images=32, eval_batch_size=64, report=False)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return synthetic(n_train=96, n_test=48, num_classes=3, size=16, seed=0)
+
+
+def test_variants():
+    vs = make_variants("tiny", "max,blur(base=max,size=3),fancy=conv(k=3),default")
+    assert [v.name for v in vs] == ["max", "blur(size=3)", "fancy", "default"]
+    assert [v.downsample for v in vs] == ["max", "blur(size=3)", "conv", None]
+    assert len({v.slug for v in vs}) == 4 and all("(" not in v.slug for v in vs)
+    assert [v.name for v in make_variants("tiny", None)] == ["max", "avg", "conv", "convpool", "blur"]
+    s = make_variants("allcnn-c", "allcnn-c:strided,allcnn-c:all-cnn")
+    assert [(v.model, v.downsample) for v in s] == [("allcnn-c:strided", None), ("allcnn-c:all-cnn", None)]
+    with pytest.raises(SpecError, match="unknown operator 'maxx'"):
+        make_variants("tiny", "max,maxx")
+    with pytest.raises(StudyError, match="given twice"):
+        make_variants("tiny", "max,max")
+    with pytest.raises(StudyError, match="unbalanced"):
+        make_variants("tiny", "blur(size=3")
+
+
+def test_shards_seeds_and_ci():
+    assert parse_shard("1/3") == (1, 3) and parse_shard(None) is None
+    for bad in ("3/3", "a/b", "1", "-1/2", "0/0"):
+        with pytest.raises(StudyError, match="bad --shard"):
+            parse_shard(bad)
+    assert parse_seeds(3) == [0, 1, 2] and parse_seeds("2") == [0, 1]
+    assert parse_seeds("0,5") == [0, 5] and parse_seeds("2-4") == [2, 3, 4]
+    with pytest.raises(StudyError):
+        parse_seeds("x")
+    m, sd, ci = ci95([70.0, 72.0, 74.0])
+    from scipy import stats
+
+    h = stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3)
+    assert m == 72.0 and sd == pytest.approx(2.0) and ci == pytest.approx((72 - h, 72 + h))
+    assert ci95([70.0]) == (70.0, None, None)
+
+
+def test_study_runs_resumes_and_refuses_other_definitions(ds, tmp_path):
+    events = []
+    s = compare(
+        dataset=ds, variants="max,blur", seeds=2, out=tmp_path, callback=lambda e, **k: events.append(e), **SMALL
+    )
+    assert s["complete"] and s["runs_done"] == 4 and events.count("run_start") == 4
+    assert [v["name"] for v in s["variants"]] == ["max", "blur"] and all(v["n"] == 2 for v in s["variants"])
+    assert all(v["acc_ci95"] is not None and v["params"] for v in s["variants"])
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["schema"] == "poolstride.study/1" and study["seeds"] == [0, 1] and study["baseline"] == "max"
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert len(rows) == 4 and {r["variant"] for r in rows} == {"max", "blur"}
+    summ = json.loads((tmp_path / "summary.json").read_text())
+    assert summ["schema"] == "poolstride.summary/1" and len(summ["runs"]) == 4
+    assert (tmp_path / "runs" / "blur" / "seed1" / "summary.csv").exists()
+
+    results = {p: p.read_bytes() for p in tmp_path.rglob("result.json")}
+    again = []
+    s2 = compare(
+        dataset=ds, variants="max,blur", seeds=2, out=tmp_path, callback=lambda e, **k: again.append(e), **SMALL
+    )
+    assert again.count("run_skip") == 4 and "run_start" not in again and s2["runs_done"] == 4
+    assert {p: p.read_bytes() for p in tmp_path.rglob("result.json")} == results
+
+    before = (tmp_path / "study.json").read_bytes()
+    with pytest.raises(StudyError, match="created by a different command.*variants"):
+        compare(dataset=ds, variants="max,avg", seeds=2, out=tmp_path, **SMALL)
+    with pytest.raises(StudyError, match="epochs 1 vs 2"):
+        compare(dataset=ds, variants="max,blur", seeds=2, out=tmp_path, **{**SMALL, "epochs": 2})
+    assert (tmp_path / "study.json").read_bytes() == before
+    assert {p: p.read_bytes() for p in tmp_path.rglob("result.json")} == results
+
+
+def test_shards_split_the_runs(ds, tmp_path):
+    started: dict[int, list] = {0: [], 1: []}
+    for i in (0, 1):
+
+        def cb(e, i=i, **k):
+            if e == "run_start":
+                started[i].append((k["variant"], k["seed"]))
+
+        s = compare(dataset=ds, variants="max,avg,blur", seeds=[0], out=tmp_path, shard=f"{i}/2", callback=cb, **SMALL)
+    assert started[0] == [("max", 0), ("blur", 0)] and started[1] == [("avg", 0)]
+    assert s["complete"] and s["runs_done"] == 3
+
+
+def test_failed_run_does_not_stop_the_study(ds, tmp_path):
+    s = compare(dataset=ds, variants="max", seeds=1, out=tmp_path, lr=1e9, schedule="constant", **SMALL)
+    assert s["runs_done"] == 1 and s["variants"][0]["failed"] == 1 and s["variants"][0]["acc_mean"] is None
+    assert "loss" in s["variants"][0]["reasons"][0]
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch
+    torch.set_num_threads(1)
+    from poolstride.study import compare
+    from poolstride.train import synthetic
+    ds = synthetic(n_train=384, n_test=64, num_classes=3, size=16, seed=0)
+    s = compare(dataset=ds, variants="max", seeds=[0], out=sys.argv[1], epochs=4, batch_size=32,
+                shift_images=32, report=False)
+    r = s["runs"][0]
+    print("RESULT", r["acc"], r["loss"], r["shift_consistency"], [h["train_loss"] for h in r["history"]])
+    """
+)
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path):
+    script = tmp_path / "study.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, str(script), str(cut)], env=env, stdout=subprocess.PIPE, text=True)
+    ckpt = cut / "runs" / "max" / "seed0" / "checkpoint.pt"
+    deadline = time.time() + 120  # kill once the first epoch is saved (metrics.jsonl follows the checkpoint)
+    while not (ckpt.parent / "metrics.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (ckpt.parent / "result.json").exists()
+    done_epochs = len((ckpt.parent / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done_epochs < 4
+
+    resumed = subprocess.run([sys.executable, str(script), str(cut)], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    full = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "full")], env=env, capture_output=True, text=True
+    )
+    assert full.returncode == 0, full.stderr
+    line = [x for x in resumed.stdout.splitlines() if x.startswith("RESULT")]
+    assert line and line == [x for x in full.stdout.splitlines() if x.startswith("RESULT")]
+    metrics = [json.loads(x) for x in (ckpt.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]  # nothing duplicated or lost
+
+
+@pytest.fixture()
+def npz_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("POOLSTRIDE_CACHE_DIR", str(tmp_path / "cache"))
+    d = synthetic(n_train=64, n_test=32, num_classes=3, size=16)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=d.x_train.permute(0, 2, 3, 1).numpy(), y_train=d.y_train.numpy(),
+             x_test=d.x_test.permute(0, 2, 3, 1).numpy(), y_test=d.y_test.numpy())  # fmt: skip
+    return f"npz:{path}"
+
+
+def test_cli_compare_and_user_errors(npz_dataset, tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["compare", "--dataset", npz_dataset, "--variants", "max,blur", "--seeds", "2", "--epochs", "1",
+            "--batch-size", "32", "--out", str(out), "--no-report"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "95%" in text and "blur" in text and "study directory" in text
+    assert main([*args, "--json"]) == 0
+    summ = json.loads(capsys.readouterr().out)
+    assert summ["runs_done"] == 4 and summ["complete"]
+    results = {p: p.read_bytes() for p in out.rglob("result.json")}
+
+    def fails(argv, match):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1, err
+
+    fails([*args[:-3], "--variants", "max,avg", "--out", str(out)], "created by a different command")
+    fails([*args, "--shard", "2/2"], "bad --shard 2/2")
+    fails(["compare", "--dataset", "nope", "--out", str(tmp_path / "x")], "unknown dataset 'nope'")
+    fails(["compare", "--dataset", "npz:/does/not/exist.npz", "--out", str(tmp_path / "x")], "exist")
+    fails(["compare", "--dataset", npz_dataset, "--variants", "max,conv(k=0)", "--out", str(tmp_path / "x")],
+          "conv")  # fmt: skip
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    fails(["compare", "--dataset", npz_dataset, "--out", str(blocker / "sub")], "cannot write to output directory")
+    assert {p: p.read_bytes() for p in out.rglob("result.json")} == results
+    assert not (tmp_path / "x").exists()
+
+    bad = next(iter(results))
+    bad.write_text("{broken")
+    fails(args, "result.json is corrupted")
+    assert bad.read_text() == "{broken"
+
+
+def test_cli_train_single_run(npz_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", npz_dataset, "--downsample", "blur", "--epochs", "1", "--batch-size", "32",
+            "--out", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["status"] == "ok" and r["downsample"] == "blur" and (out / "result.json").exists()
+    with pytest.raises(PoolstrideError):
+        from poolstride.train import get_recipe
+
+        get_recipe("fast", epochs=0)
