@@ -13,7 +13,7 @@ LAYER_KEYS = {
 TOTAL_KEYS = {
     "params", "trainable_params", "frozen_params", "macs", "flops", "other_ops", "other_ops_by_kind",
     "activation_bytes", "input_bytes", "train_step", "rf", "rf_hw", "jump", "jump_hw", "center", "rf_layer",
-    "misaligned", "sites",
+    "rf_global", "misaligned", "sites",
 }  # fmt: skip
 
 

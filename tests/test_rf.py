@@ -213,6 +213,12 @@ def test_fallback_module_walk_warns():
     assert rep.totals["macs"] == 16 * 16 * 4 * 27 + 8 * 8 * 4 * 36
 
 
+def test_global_operator_makes_the_final_rf_the_input():
+    rep = inspect(models.build("tiny", downsample="spectral"), (3, 32, 32))
+    assert rep.totals["rf_global"] and rep.totals["rf"] == 32 and rep.totals["rf_layer"] == "features.11.op"
+    assert not inspect(models.build("tiny"), (3, 32, 32)).totals["rf_global"]
+
+
 def test_global_ops_report_input_size():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     with warnings.catch_warnings():

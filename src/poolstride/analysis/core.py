@@ -313,15 +313,18 @@ def _totals(
     for layer in layers:
         if layer.other_ops:
             by_kind[layer.other_kind or "other"] = by_kind.get(layer.other_kind or "other", 0) + layer.other_ops
-    # the final receptive field: the last spatial, non-global node (the feature map that feeds the head)
+    # the final receptive field: that of the last spatial feature map (the one that feeds the head), i.e. the
+    # last 4-D output that is larger than 1x1 or not global; a global map reports the whole input
     final = next(
         (layer for layer in reversed(layers)
-         if layer.shape is not None and len(layer.shape) == 4 and not layer.rf_global and layer.rf is not None),
+         if layer.shape is not None and len(layer.shape) == 4 and layer.rf is not None
+         and (not layer.rf_global or layer.shape[-2:] != [1, 1])),
         None,
     )  # fmt: skip
     rf = final.rf if final is not None and final.rf else [float(h), float(w)]
     jump = final.jump if final is not None and final.jump else [1.0, 1.0]
     center = final.center if final is not None and final.center else [0.0, 0.0]
+    rf_global = final.rf_global if final is not None else True
     sites = sorted({(layer.site["path"], layer.site["kind"], layer.site["op"]) for layer in layers if layer.site})
     return {
         "params": params,
@@ -345,6 +348,7 @@ def _totals(
         "jump_hw": jump,
         "center": center,
         "rf_layer": final.name if final is not None else None,
+        "rf_global": rf_global,
         "misaligned": misaligned,
         "sites": [{"path": p, "kind": k, "op": o} for p, k, o in sites],
     }
