@@ -666,12 +666,20 @@ def convert_detailed(
     min_channels: int = 0,
     init: str = "default",
     use_fx: bool = True,
+    analysis: Analysis | None = None,
 ) -> Conversion:
-    """Apply ``policy`` to a copy of ``model`` and say what was done (see :func:`convert`)."""
+    """Apply ``policy`` to a copy of ``model`` and say what was done (see :func:`convert`).
+
+    ``analysis`` (from :func:`~poolstride.surgery.analyze` of this very model at this input size) saves
+    the probe when one model is converted under several policies."""
     pol = parse_policy(
         policy, skip=skip, stages=stages, paths=paths, exclude=exclude, min_channels=min_channels, init=init
     )
-    ana = analyze(model, input_size, use_fx=use_fx)
+    size = tuple(int(v) for v in input_size)
+    if analysis is not None and analysis.model is model and tuple(analysis.input_size) == size:
+        ana = analysis
+    else:
+        ana = analyze(model, size, use_fx=use_fx)
     chosen, skipped, warns = _select(ana, pol)
     plans: list[_Plan] = []
     touched: set[str] = set()
