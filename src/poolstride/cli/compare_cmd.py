@@ -54,16 +54,21 @@ class _Progress:
         self.t_run = 0.0
 
     def __enter__(self) -> _Progress:
-        self.p.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.p.__exit__(*exc)
+        if self.started:
+            self.p.stop()
+
+    started = False
 
     def __call__(self, event: str, **kw: Any) -> None:
         if not self.enabled:
             return
         p = self.p
+        if not self.started:  # the live display starts with the first event, so errors print alone
+            self.started = True
+            p.start()
         if event == "study_start":
             self.spe = kw["steps_per_epoch"]
             shard = f" shard {kw['shard'][0]}/{kw['shard'][1]}" if kw.get("shard") else ""
