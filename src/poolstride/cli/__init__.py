@@ -20,6 +20,7 @@ from . import ops_cmd as _ops_cmd  # noqa: F401,E402
 from . import compare_cmd as _compare_cmd  # noqa: F401,E402
 from . import convert_cmd as _convert_cmd  # noqa: F401,E402
 from . import report_cmd as _report_cmd  # noqa: F401,E402
+from . import reproduce_cmd as _reproduce_cmd  # noqa: F401,E402
 from .common import app, console, err_console
 
 

@@ -1,0 +1,642 @@
+"""What every reproduction shares: budgets, the hardware line, study runs, claim checks, tables, rendering.
+
+Training goes through the study engine (:func:`poolstride.study.compare`), statistics through the report's
+(:mod:`poolstride.report.stats`): this module adds no training loop and no CI formula of its own.
+
+A claim check compares two variants seed by seed (a paired difference, :func:`poolstride.report.stats.paired`,
+95 % t interval) and answers honestly:
+
+* ``holds`` - the interval of the difference lies on the claimed side (or, for an "about equal" claim, inside
+  +-margin);
+* ``does not hold`` - the interval lies on the other side (or entirely outside +-margin);
+* ``cannot tell`` - the interval straddles the line (CIs overlap at this number of seeds), or fewer than two
+  seeds finished.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, PoolstrideError
+
+HOLDS, FAILS, UNSURE, SKIPPED = "holds", "does not hold", "cannot tell", "not tested"
+BUDGETS = ("quick", "paper")
+
+Callback = Callable[..., None]
+
+
+class ReproduceError(PoolstrideError):
+    """A reproduction that cannot run as asked (unknown protocol, bad option, bad budget...)."""
+
+
+# ---- results ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One claim of a paper, and whether our numbers support it."""
+
+    claim: str
+    source: str
+    verdict: str  # holds | does not hold | cannot tell | not tested
+    detail: str = ""
+    parts: list[Check] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "claim": self.claim,
+            "source": self.source,
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "parts": [p.to_dict() for p in self.parts],
+        }
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Reproduction:
+    """The outcome of one protocol: tables (paper next to ours), claim checks, budget, hardware, timing."""
+
+    name: str
+    title: str
+    budget: dict[str, Any]
+    hardware: dict[str, Any]
+    tables: list[Table] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    study_dir: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # protocol-specific numbers (JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "poolstride.reproduction/1",
+            "name": self.name,
+            "title": self.title,
+            "budget": self.budget,
+            "hardware": self.hardware,
+            "timing": self.timing,
+            "tables": [t.to_dict() for t in self.tables],
+            "checks": [c.to_dict() for c in self.checks],
+            "notes": list(self.notes),
+            "study_dir": self.study_dir,
+            "data": self.data,
+        }
+
+    def markdown(self) -> str:
+        return render_markdown(self)
+
+
+# ---- hardware and timing ---------------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str = "cpu") -> dict[str, Any]:
+    """What the run ran on: device, CPU model and cores, torch threads and version, load at the start."""
+    import torch
+
+    dev = str(device)
+    info: dict[str, Any] = {
+        "device": dev,
+        "cpu": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        info["load_avg_1m"] = None
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(dev))
+    return info
+
+
+def hardware_line(hw: dict[str, Any]) -> str:
+    s = f"{hw['device']}"
+    if hw.get("gpu"):
+        s += f" ({hw['gpu']})"
+    s += f"; CPU {hw.get('cpu')} ({hw.get('logical_cores')} logical cores, torch threads {hw.get('torch_threads')})"
+    s += f"; torch {hw.get('torch')}"
+    if hw.get("load_avg_1m") is not None:
+        s += f"; load average at start {hw['load_avg_1m']}"
+    return s
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def paper_estimate(
+    images_per_s: dict[str, float | None], epochs: float, n_train: int, seeds: int, basis: str
+) -> dict[str, Any]:
+    """Time the paper budget would take here: sum over variants of ``seeds x epochs x n_train / images/s``
+    (training only; evaluation excluded), from the images/s measured in this run."""
+    known = {k: v for k, v in images_per_s.items() if v}
+    if not known:
+        return {"seconds": None, "text": "n/a (no training throughput measured)", "basis": basis}
+    total = sum(seeds * epochs * n_train / v for v in known.values())
+    missing = [k for k in images_per_s if k not in known]
+    text = (
+        f"{fmt_duration(total)} for {len(known)} variant(s) x {seeds} seed(s) x {epochs:g} epochs x {n_train} images "
+        f"at the measured {min(known.values()):.0f}-{max(known.values()):.0f} images/s"
+    )
+    if missing:
+        text += f" (no throughput for {', '.join(missing)})"
+    return {"seconds": total, "text": text, "basis": basis, "images_per_s": known}
+
+
+# ---- data and studies --------------------------------------------------------------------------------------------
+
+EXPECTED_LAYOUT = (
+    "DIR/cifar-10-batches-py/ (the torchvision pickles) or DIR/train_*.npz + DIR/test.npz (arrays x, y; "
+    "e.g. shared/data/cifar10)"
+)
+
+
+def load_data(dataset: Any, data_dir: str | None, protocol: str) -> Any:
+    """Load the dataset once. Missing CIFAR-10 becomes one DataError line naming --data-dir and the layout."""
+    from ..train.data import load_dataset
+
+    if not isinstance(dataset, str):
+        return load_dataset(dataset)
+    try:
+        return load_dataset(dataset, data_dir)
+    except DataError as e:
+        if dataset.lower().replace("-", "") in ("cifar10", "cifar"):
+            where = data_dir or "the default data directory"
+            raise DataError(
+                f"{protocol} needs CIFAR-10, not found in {where}: pass --data-dir DIR with {EXPECTED_LAYOUT} "
+                f"(or --dataset textures for a smoke run); loader: {str(e).split(';')[0]}"
+            ) from None
+        raise
+
+
+def dataset_label(ds: Any) -> str:
+    name = str(getattr(ds, "name", "dataset"))
+    return f"{name} ({len(ds.x_train)} train / {len(ds.x_test)} test, {tuple(ds.x_train.shape[1:])})"
+
+
+def run_study(
+    *,
+    model: str,
+    variants: Sequence[str],
+    seeds: int,
+    dataset: Any,
+    recipe: Any,
+    out: Path,
+    device: str,
+    threads: int | None,
+    callback: Callback | None,
+    report: bool,
+) -> dict[str, Any]:
+    """One study through the study engine; resumes when ``out`` already holds the same study."""
+    from ..study import compare
+
+    return compare(
+        model=model,
+        variants=list(variants),
+        seeds=seeds,
+        dataset=dataset,
+        recipe=recipe,
+        device=device,
+        out=out,
+        callback=callback,
+        report=report,
+        threads=threads,
+    )
+
+
+def per_seed(summary: dict[str, Any], metric: str = "acc") -> dict[str, dict[int, float]]:
+    """``{variant: {seed: value}}`` for the finished runs of a study summary."""
+    out: dict[str, dict[int, float]] = {v["name"]: {} for v in summary.get("variants", [])}
+    for r in summary.get("runs", []):
+        if r.get("status") == "ok" and r.get(metric) is not None:
+            out.setdefault(r["variant"], {})[int(r["seed"])] = float(r[metric])
+    return out
+
+
+def variant_mean(summary: dict[str, Any], key: str) -> dict[str, float | None]:
+    """A per-variant field of the summary (e.g. ``images_per_s_mean``)."""
+    return {v["name"]: v.get(key) for v in summary.get("variants", [])}
+
+
+def describe(values: dict[int, float] | Iterable[float]) -> dict[str, Any]:
+    """Mean, std and 95 % t interval over seeds (report.stats.summarize)."""
+    from ..report import stats
+
+    vals = list(values.values()) if isinstance(values, dict) else list(values)
+    return stats.summarize(vals)
+
+
+def fmt_mean_ci(d: dict[str, Any], digits: int = 2) -> str:
+    if d.get("mean") is None:
+        return "n/a"
+    s = f"{d['mean']:.{digits}f}"
+    if d.get("ci"):
+        lo, hi = d["ci"]
+        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return s + f" (n={d['n']})"
+
+
+def error_of(acc: dict[int, float]) -> dict[int, float]:
+    return {s: 100.0 - a for s, a in acc.items()}
+
+
+RECIPE_OVERRIDES = ("epochs", "train_subset", "test_subset", "batch_size", "lr", "shift_images")
+COMMON = ("seeds", "dataset", "data_dir", "out", "device", "threads", "report", "callback")
+
+
+@dataclass
+class Training:
+    """A training protocol's study after it ran: the summary, the dataset, the recipe, hardware and time."""
+
+    summary: dict[str, Any]
+    dataset: Any
+    recipe: Any
+    seeds: int
+    hardware: dict[str, Any]
+    wall_s: float
+    study_dir: str
+
+
+def default_out(protocol: str, budget: str, defn: dict[str, Any]) -> Path:
+    import hashlib
+    import json
+
+    h = hashlib.sha1(json.dumps(defn, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path("runs") / "reproduce" / f"{protocol}-{budget}-{h}"
+
+
+def train(
+    protocol: str,
+    budget: str,
+    *,
+    model: str,
+    variants: Sequence[str],
+    recipe: Any,
+    seeds: int,
+    dataset: Any = "cifar10",
+    data_dir: str | None = None,
+    out: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    report: bool = False,
+    callback: Callback | None = None,
+) -> Training:
+    """Load the data (one clear error when CIFAR-10 is missing), run the study, time it."""
+    import torch
+
+    from ..train import resolve_device
+
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    if seeds < 1:
+        raise ReproduceError(f"--seeds {seeds}: need at least 1 (3 or more for confidence intervals)")
+    ds = load_data(dataset if dataset is not None else "cifar10", data_dir, protocol)
+    dev = resolve_device(device)
+    hw = hardware(str(dev))
+    defn = {"variants": list(variants), "recipe": recipe.to_dict(), "seeds": seeds, "data": dataset_label(ds)}
+    out_dir = Path(out) if out is not None else default_out(protocol, budget, defn)
+    timer = Timer()
+    summary = run_study(
+        model=model,
+        variants=variants,
+        seeds=seeds,
+        dataset=ds,
+        recipe=recipe,
+        out=out_dir,
+        device=str(dev),
+        threads=threads,
+        callback=callback,
+        report=report,
+    )
+    return Training(summary, ds, recipe, seeds, hw, timer.seconds, str(summary.get("study_dir", out_dir)))
+
+
+def make_recipe(base: str | Any, budget_defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The protocol's recipe: ``base`` with the budget's fields, then the user's overrides (None = keep)."""
+    from ..train import get_recipe
+
+    fields = dict(budget_defaults)
+    user = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in user and fields.get("milestones") and fields.get("epochs"):
+        scale = user["epochs"] / fields["epochs"]  # keep the step schedule's shape when shortened
+        fields["milestones"] = tuple(max(1, round(m * scale)) for m in fields["milestones"])
+    fields.update(user)
+    return get_recipe(base, **fields)
+
+
+def chance_floor(ds: Any, slack: float = 1.0) -> float:
+    """Chance accuracy (%) of a dataset plus ``slack`` points."""
+    return 100.0 / max(1, len(ds.classes)) + slack
+
+
+def recipe_text(recipe: Any, ds: Any = None) -> str:
+    r = recipe
+    n_tr = len(ds.x_train) if ds is not None else None
+    n_te = len(ds.x_test) if ds is not None else None
+    if r.train_subset and (n_tr is None or r.train_subset < n_tr):
+        sub = f"a fixed subset of {r.train_subset} training images"
+    else:
+        sub = "the full training set" + (f" ({n_tr} images)" if n_tr else "")
+    if r.test_subset and (n_te is None or r.test_subset < n_te):
+        test = f"{r.test_subset} test images"
+    else:
+        test = "the full test set" + (f" ({n_te} images)" if n_te else "")
+    sched = r.schedule + (f" x{r.gamma} at {list(r.milestones)}" if r.schedule == "step" else "")
+    return (
+        f"recipe {r.name}: {r.epochs} epochs on {sub}, evaluated on {test}; {r.optimizer} lr {r.lr:g} ({sched}), "
+        f"batch {r.batch_size}, weight decay {r.weight_decay:g}, label smoothing {r.label_smoothing:g}, "
+        f"augmentation {'crop+flip' if r.augment else 'none'}; shift-consistency on {r.shift_images or 'all'} "
+        f"test images (shifts up to {r.shift_max} px, {r.shift_padding})"
+    )
+
+
+def failed_runs(summary: dict[str, Any]) -> list[str]:
+    return [
+        f"{r.get('variant')}/seed{r.get('seed')}: {r.get('reason')}"
+        for r in summary.get("runs", [])
+        if r.get("status") != "ok"
+    ]
+
+
+# ---- claim checks ------------------------------------------------------------------------------------------------
+
+
+def _diff(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """Paired difference a - b over the common seeds (report.stats.paired(base=b, other=a))."""
+    from ..report import stats
+
+    return stats.paired(b, a)
+
+
+def _at_floor(a: dict[int, float], b: dict[int, float], floor: float | None) -> bool:
+    """True when either side's mean is at or below ``floor`` (e.g. chance accuracy): no ordering to read."""
+    if floor is None:
+        return False
+    return any(v and sum(v.values()) / len(v) <= floor for v in (a, b))
+
+
+def better(
+    a_name: str,
+    a: dict[int, float],
+    b_name: str,
+    b: dict[int, float],
+    claim: str,
+    source: str,
+    unit: str = "pt",
+    floor: float | None = None,
+) -> Check:
+    """Claim: ``a`` is higher than ``b`` (e.g. accuracy). ``floor``: a mean at or below it (chance level)
+    makes the check ``cannot tell``."""
+    if _at_floor(a, b, floor):
+        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
+    d = _diff(a, b)
+    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
+    if mean is None or n < 2 or not ci:
+        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], n={n}"
+    if ci[0] > 0:
+        return Check(claim, source, HOLDS, detail)
+    if ci[1] < 0:
+        return Check(claim, source, FAILS, detail)
+    return Check(claim, source, UNSURE, detail + " (CI spans 0)")
+
+
+def about_equal(
+    a_name: str,
+    a: dict[int, float],
+    b_name: str,
+    b: dict[int, float],
+    margin: float,
+    claim: str,
+    source: str,
+    unit: str = "pt",
+    floor: float | None = None,
+) -> Check:
+    """Claim: ``a`` and ``b`` differ by less than ``margin`` (an equivalence check on the paired CI)."""
+    if _at_floor(a, b, floor):
+        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
+    d = _diff(a, b)
+    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
+    if mean is None or n < 2 or not ci:
+        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin +-{margin:g}"
+    if -margin <= ci[0] and ci[1] <= margin:
+        return Check(claim, source, HOLDS, detail)
+    if ci[0] > margin or ci[1] < -margin:
+        return Check(claim, source, FAILS, detail)
+    return Check(claim, source, UNSURE, detail + " (CI not inside the margin)")
+
+
+def not_worse(
+    a_name: str,
+    a: dict[int, float],
+    b_name: str,
+    b: dict[int, float],
+    margin: float,
+    claim: str,
+    source: str,
+    unit: str = "pt",
+    floor: float | None = None,
+) -> Check:
+    """Claim: ``a`` is not worse than ``b`` by more than ``margin`` (non-inferiority on the paired CI)."""
+    if _at_floor(a, b, floor):
+        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
+    d = _diff(a, b)
+    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
+    if mean is None or n < 2 or not ci:
+        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin -{margin:g}"
+    if ci[0] > -margin:
+        return Check(claim, source, HOLDS, detail)
+    if ci[1] < -margin:
+        return Check(claim, source, FAILS, detail)
+    return Check(claim, source, UNSURE, detail + " (CI reaches below -margin)")
+
+
+def combine(claim: str, source: str, parts: list[Check]) -> Check:
+    """All parts hold -> holds; any does not hold -> does not hold; otherwise cannot tell."""
+    if not parts:
+        return Check(claim, source, SKIPPED, "nothing to compare")
+    verdicts = [p.verdict for p in parts]
+    if any(v == FAILS for v in verdicts):
+        v = FAILS
+    elif all(v == HOLDS for v in verdicts):
+        v = HOLDS
+    else:
+        v = UNSURE
+    n = {k: verdicts.count(k) for k in (HOLDS, FAILS, UNSURE) if verdicts.count(k)}
+    return Check(claim, source, v, ", ".join(f"{c} {k}" for k, c in n.items()), parts)
+
+
+def fact(claim: str, source: str, ok: bool, detail: str) -> Check:
+    """An analytic (exact) check: holds or does not hold, no statistics."""
+    return Check(claim, source, HOLDS if ok else FAILS, detail)
+
+
+# ---- budgets and options ------------------------------------------------------------------------------------------
+
+
+def check_budget(budget: str) -> str:
+    b = str(budget).strip().lower()
+    if b not in BUDGETS:
+        raise ReproduceError(f"unknown --budget {budget!r}; valid: {', '.join(BUDGETS)}")
+    return b
+
+
+def pop_options(protocol: str, options: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    """Protocol options with their defaults; an option this protocol does not take is an error."""
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in allowed)
+    if unknown:
+        valid = ", ".join(f"--{k.replace('_', '-')}" for k in allowed) or "none"
+        raise ReproduceError(
+            f"{protocol}: option(s) {', '.join('--' + k.replace('_', '-') for k in unknown)} do not apply; "
+            f"its options: {valid}"
+        )
+    return {k: (options[k] if options.get(k) is not None else d) for k, d in allowed.items()}
+
+
+def split_csv(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+# ---- rendering -----------------------------------------------------------------------------------------------------
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 1e4:
+        return f"{v:,}"
+    return str(v)
+
+
+def table_markdown(t: Table) -> str:
+    lines = [f"**{t.title}**", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    for r in t.rows:
+        lines.append("| " + " | ".join(_cell(c).replace("|", "/") for c in r) + " |")
+    if t.note:
+        lines += ["", t.note]
+    return "\n".join(lines)
+
+
+def checks_markdown(checks: list[Check]) -> str:
+    lines = []
+    for c in checks:
+        lines.append(f"- **{c.verdict}** - {c.claim} ({c.source}){': ' + c.detail if c.detail else ''}")
+        for p in c.parts:
+            lines.append(f"  - {p.verdict}: {p.claim}{': ' + p.detail if p.detail else ''}")
+    return "\n".join(lines)
+
+
+def render_markdown(r: Reproduction) -> str:
+    out = [f"### {r.title}", ""]
+    out.append(f"- budget: {r.budget.get('description', r.budget.get('name'))}")
+    out.append(f"- hardware: {hardware_line(r.hardware)}")
+    if r.timing:
+        out.append(f"- wall time: {fmt_duration(r.timing.get('wall_s'))}")
+        if r.timing.get("paper_estimate"):
+            out.append(f"- paper budget here would take: {r.timing['paper_estimate'].get('text')}")
+    if r.study_dir:
+        out.append(f"- study directory: `{r.study_dir}`")
+    out.append("")
+    for t in r.tables:
+        out += [table_markdown(t), ""]
+    if r.checks:
+        out += ["**Claims**", "", checks_markdown(r.checks), ""]
+    if r.notes:
+        out += ["**Notes**", ""] + [f"- {n}" for n in r.notes] + [""]
+    return "\n".join(out)
+
+
+__all__ = [
+    "BUDGETS",
+    "FAILS",
+    "HOLDS",
+    "SKIPPED",
+    "UNSURE",
+    "Check",
+    "ReproduceError",
+    "Reproduction",
+    "Table",
+    "RECIPE_OVERRIDES",
+    "Training",
+    "about_equal",
+    "better",
+    "check_budget",
+    "chance_floor",
+    "combine",
+    "describe",
+    "error_of",
+    "fact",
+    "fmt_duration",
+    "fmt_mean_ci",
+    "hardware",
+    "hardware_line",
+    "load_data",
+    "make_recipe",
+    "recipe_text",
+    "train",
+    "not_worse",
+    "paper_estimate",
+    "per_seed",
+    "pop_options",
+    "render_markdown",
+    "run_study",
+    "split_csv",
+    "variant_mean",
+]
