@@ -227,3 +227,28 @@ def test_global_ops_report_input_size():
     gap = rep.layers[1]
     assert gap.rf_global and gap.rf == [20, 24]
     assert rep.totals["rf"] == 3 and rep.totals["rf_layer"] == rep.layers[0].name
+
+
+class _ViewS2D(nn.Module):
+    """timm-style space-to-depth written with view/permute (the 4-D map leaves 4-D and comes back)."""
+
+    def __init__(self, bs: int = 4) -> None:
+        super().__init__()
+        self.bs = bs
+        self.conv = nn.Conv2d(3 * bs * bs, 8, 3, 1, 1)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        bs = self.bs
+        x = x.view(n, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4).contiguous()
+        x = self.conv(x.view(n, c * bs * bs, h // bs, w // bs))
+        y = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # channels-last norm, ConvNeXt style
+        return F.adaptive_avg_pool2d(y, 1).permute(0, 2, 3, 1)  # a 1x1 head map, permuted
+
+
+def test_space_to_depth_by_views_and_permuted_maps():
+    rep = inspect(_ViewS2D(), (3, 32, 32))
+    conv = rep.layer("conv")
+    assert conv.rf == [4 + 2 * 4, 4 + 2 * 4] and conv.jump == [4, 4]  # s2d 4x4 blocks, then a 3x3 conv
+    assert rep.totals["rf"] == 12 and rep.totals["jump"] == 4 and not rep.totals["rf_global"]

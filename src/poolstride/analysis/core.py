@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..ops.registry import Downsample
 from .counting import classify, first_tensor_in, inner_macs
 from .graph import Ref, Step, TMeta, capture
 from .rf import RF, merge
@@ -128,7 +129,8 @@ def inspect(
     batch: int = 1,
     name: str | None = None,
 ) -> Report:
-    """Analyse ``model`` for one input of size ``input_size`` = (C, H, W) at batch ``batch``.
+    """Analyse ``model`` for one input of size ``input_size`` = (C, H, W) at batch ``batch`` (an
+    (N, C, H, W) size sets the batch too).
 
     Returns a :class:`Report` whose ``layers`` hold, per node of the graph: output shape, params
     (trainable / frozen), conv/linear MACs, other ops, activation bytes, receptive field size, jump and
@@ -137,6 +139,8 @@ def inspect(
 
     Nothing is computed on real data: the graph is traced with ``torch.fx`` and run once on meta tensors.
     """
+    if len(input_size) == 4:  # (N, C, H, W)
+        batch, input_size = int(input_size[0]), input_size[1:]
     c, h, w = (int(v) for v in input_size)
     cap = capture(model, (batch, c, h, w))
     steps = cap.steps
@@ -148,6 +152,8 @@ def inspect(
     uncounted: dict[str, int] = {}
     guessed: list[str] = []
     site_cache: dict[str, dict[str, Any]] = {}
+    view_origin: dict[int, int] = {}  # view step -> the 4-D map it is a view of
+    global_ops: list[int] = []  # rows of registered operators with a global geometry (spectral...)
     in_hw = (h, w)
     walk = cap.method == "module-walk"
 
@@ -218,6 +224,10 @@ def inspect(
             and tin.hw != out.hw
         ):
             guessed.append(step.name)
+        if rule.view and tparents:
+            rf = _through_views(step, tparents[0], rf, steps, rfs, view_origin)
+        if geo == "global" and isinstance(step.target, Downsample):
+            global_ops.append(len(layers))
         rfs[step.index] = rf
         # cost
         macs, bias = inner_macs(step.inner)
@@ -281,7 +291,7 @@ def inspect(
             + ", ".join(guessed[:8])
             + (" ..." if len(guessed) > 8 else "")
         )
-    totals = _totals(model, layers, steps, rfs, misaligned, batch, c, h, w)
+    totals = _totals(model, layers, global_ops, misaligned, batch, c, h, w)
     return Report(name or type(model).__name__, (c, h, w), batch, cap.method, cap.execution, layers, totals, notes)
 
 
@@ -293,11 +303,34 @@ def _attr_params(model: nn.Module, target: str) -> list[torch.Tensor]:
         return []
 
 
+def _through_views(
+    step: Step, parent: int, rf: RF | None, steps: Sequence[Step], rfs: dict[int, RF | None], origin: dict[int, int]
+) -> RF | None:
+    """Views (reshape, permute...) keep the receptive field of the 4-D map they come from. A chain of views
+    that leaves 4-D and returns with H and W divided by (fh, fw) and C multiplied by fh*fw is a
+    space-to-depth (e.g. timm's SpaceToDepth): kernel = stride = the factor, from that map's field."""
+    o = origin.get(parent, parent)
+    src = steps[o].out
+    src_rf = rfs.get(o)
+    if not (isinstance(src, TMeta) and src.spatial and src_rf is not None and not src_rf.glob):
+        return rf
+    origin[step.index] = o
+    out = step.out
+    if not (isinstance(out, TMeta) and out.spatial and rf is not None and rf.glob and out.numel == src.numel):
+        return rf
+    (c0, h0, w0), (c1, h1, w1) = src.shape[1:], out.shape[1:]
+    if (c0, h0, w0) == (c1, h1, w1):
+        return src_rf
+    if h1 and w1 and h0 % h1 == 0 and w0 % w1 == 0 and c1 == c0 * (h0 // h1) * (w0 // w1):
+        fh, fw = float(h0 // h1), float(w0 // w1)
+        return src_rf.stages([(fh, fh, 0.0)], [(fw, fw, 0.0)])
+    return rf
+
+
 def _totals(
     model: nn.Module,
     layers: list[Layer],
-    steps: Sequence[Step],
-    rfs: dict[int, RF | None],
+    global_ops: list[int],
     misaligned: list[dict[str, Any]],
     batch: int,
     c: int,
@@ -314,17 +347,23 @@ def _totals(
         if layer.other_ops:
             by_kind[layer.other_kind or "other"] = by_kind.get(layer.other_kind or "other", 0) + layer.other_ops
     # the final receptive field: that of the last spatial feature map (the one that feeds the head), i.e. the
-    # last 4-D output that is larger than 1x1 or not global; a global map reports the whole input
-    final = next(
-        (layer for layer in reversed(layers)
-         if layer.shape is not None and len(layer.shape) == 4 and layer.rf is not None
-         and (not layer.rf_global or layer.shape[-2:] != [1, 1])),
-        None,
+    # the final receptive field: that of the last non-global 4-D feature map (the one that feeds the head);
+    # if a registered operator with a global geometry (spectral pooling) comes after it, the whole input
+    last = max(
+        (i for i, layer in enumerate(layers)
+         if layer.shape is not None and len(layer.shape) == 4 and layer.rf is not None and not layer.rf_global),
+        default=None,
     )  # fmt: skip
-    rf = final.rf if final is not None and final.rf else [float(h), float(w)]
-    jump = final.jump if final is not None and final.jump else [1.0, 1.0]
-    center = final.center if final is not None and final.center else [0.0, 0.0]
-    rf_global = final.rf_global if final is not None else True
+    final = layers[last] if last is not None else None
+    rf_global = final is None or any(g > last for g in global_ops)  # type: ignore[operator]
+    if final is not None and not rf_global:
+        rf, jump, center = final.rf or [1.0, 1.0], final.jump or [1.0, 1.0], final.center or [0.0, 0.0]
+    else:
+        g = layers[global_ops[-1]] if global_ops else None
+        final = g or final
+        rf = [float(h), float(w)]
+        jump = g.jump if g is not None and g.jump else [1.0, 1.0]
+        center = [(h - 1) / 2, (w - 1) / 2]
     sites = sorted({(layer.site["path"], layer.site["kind"], layer.site["op"]) for layer in layers if layer.site})
     return {
         "params": params,

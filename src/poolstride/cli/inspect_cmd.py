@@ -161,10 +161,11 @@ def _variant_model(model: str, options: dict[str, Any], variant: str, size: tupl
         base = resolve(model, options)
         return _convert(base.model, variant, size)
     spec = parse(variant)
-    r = resolve(model, options, None)
-    if r.builtin:
+    from .. import models
+
+    if model.split(":", 1)[0].strip().lower() in models.names():
         return resolve(model, options, str(spec)).model
-    return _convert(r.model, f"pool->{spec}", size)
+    return _convert(resolve(model, options).model, f"pool->{spec}", size)
 
 
 def _convert(model: Any, policy: str, size: tuple[int, int, int]) -> Any:
