@@ -76,7 +76,7 @@ def test_textures_pinned_checksum():
     assert data.load("textures").fingerprint() == TEXTURES_SHA256
 
 
-TEXTURES_SHA256 = "30f63a0e418c553a931f2287dce8afd17004b139ef728e8b7dbb3afd93d03783"
+TEXTURES_SHA256 = "f90e1ab95edb604089bbd703ab36cfa9db65005f5f0399a6a55bf4c96686e92c"
 
 
 def test_textures_train_test_regions_disjoint():
@@ -90,12 +90,19 @@ def test_textures_train_test_regions_disjoint():
         r = regions[cname]
         tr = boxes["train"][boxes["train"][:, 0] == ci]
         te = boxes["test"][boxes["test"][:, 0] == ci]
-        # (class, row0, col0, h, w): boxes inside the image and inside their own column range
-        for bx, (c0, c1) in ((tr, r["train_cols"]), (te, r["test_cols"])):
+        # (class, row0, col0, h, w): inside the image, each box inside one interval of its own region
+        for bx, intervals in ((tr, r["train_cols"]), (te, r["test_cols"])):
             assert (bx[:, 1] >= 0).all() and (bx[:, 1] + bx[:, 3] <= r["height"]).all()
-            assert (bx[:, 2] >= c0).all() and (bx[:, 2] + bx[:, 4] <= c1).all()
-        # no pixel of any train crop is in, or within a patch width of, any test crop
-        assert (tr[:, 2] + tr[:, 4]).max() + 32 <= te[:, 2].min()
+            inside = np.zeros(len(bx), bool)
+            for c0, c1 in intervals:
+                inside |= (bx[:, 2] >= c0) & (bx[:, 2] + bx[:, 4] <= c1)
+            assert inside.all()
+        # no train crop overlaps, or comes within a patch width of, any test crop
+        t0, t1 = te[:, 2].min(), (te[:, 2] + te[:, 4]).max()
+        left = tr[:, 2] + tr[:, 4] + 32 <= t0
+        right = tr[:, 2] >= t1 + 32
+        assert (left | right).all()
+        assert left.any() and right.any()  # train crops come from both sides of the test strip
 
 
 def test_textures_options():
@@ -106,6 +113,7 @@ def test_textures_options():
     assert data.load("textures", size="40", n_train="20", n_test="10").x_train.shape[-1] == 40  # CLI strings
     with pytest.raises(DataError, match="size must be"):
         data.load("textures", size=4)
+    assert data.load("textures", size=72, n_train=10, n_test=10).image_size == (72, 72)
     with pytest.raises(DataError, match="unknown option.*colour.*valid: size"):
         data.load("textures", colour=True)
 

@@ -27,6 +27,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,12 @@ def _classes(value: Any, name: str) -> list[str] | None:
     return out
 
 
+def _read_xy(f: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    with _open(f, name) as z:
+        classes = _member(z, "classes", f, name) if "classes" in z.files else None
+        return _member(z, "x", f, name), _member(z, "y", f, name), classes
+
+
 def read_arrays(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str] | None, str]:
     """Read either layout. Returns (x_train, y_train, x_test, y_test, classes or None, description)."""
     if not path.exists():
@@ -110,14 +117,13 @@ def read_arrays(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 f"found {', '.join(have) or 'nothing'}"
             )
         train_files, test_file = files
-        xs, ys = [], []
-        classes = None
-        for f in train_files:
-            with _open(f, name) as z:
-                xs.append(_member(z, "x", f, name))
-                ys.append(_member(z, "y", f, name))
-                if "classes" in z.files:
-                    classes = _member(z, "classes", f, name)
+        # LZMA/deflate decompression releases the GIL: read the files in parallel threads
+        with ThreadPoolExecutor(max_workers=max(1, min(len(train_files) + 1, os.cpu_count() or 1, 8))) as pool:
+            parts = list(pool.map(lambda f: _read_xy(f, name), [*train_files, test_file]))
+        xs = [p[0] for p in parts[:-1]]
+        ys = [p[1] for p in parts[:-1]]
+        xte, yte, test_classes = parts[-1]
+        classes = next((p[2] for p in parts[:-1] if p[2] is not None), test_classes)
         shapes = {x.shape[1:] for x in xs}
         if len(shapes) > 1:
             raise DataError(f"{name}: the train*.npz files hold images of different shapes {sorted(shapes)}")
@@ -127,10 +133,6 @@ def read_arrays(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
         for f, x, y in zip(train_files, xs, ys, strict=True):
             if len(x) != len(y):
                 raise DataError(f"{name}: {f} has {len(x)} images in x but {len(y)} labels in y")
-        with _open(test_file, name) as z:
-            xte, yte = _member(z, "x", test_file, name), _member(z, "y", test_file, name)
-            if "classes" in z.files and classes is None:
-                classes = _member(z, "classes", test_file, name)
         xtr = xs[0] if len(xs) == 1 else np.concatenate(xs)
         ytr = ys[0] if len(ys) == 1 else np.concatenate(ys)
         desc = f"train = {' + '.join(f.name for f in train_files)}; test = test.npz"

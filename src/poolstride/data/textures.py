@@ -5,20 +5,22 @@ Every image is converted to greyscale (so colour is never a shortcut) and replic
 (``channels=1`` keeps one). A sample is a random square crop, resampled to ``size`` x ``size``:
 
 * **classes** (10): ``brick``, ``grass``, ``gravel``, ``moon`` (lunar surface), ``coins``,
-  ``camera`` (the cameraman), ``astronaut``, ``coffee`` (a cup on a table), ``chelsea`` (a cat),
-  ``rocket`` (a launch pad).
-* **split**: the right 25% of every photograph (by columns) is the test region; the train region is
-  the left part up to a gap of one maximal crop width before it. Every crop lies entirely inside its
-  region, so no train pixel is ever seen at test time (and no pixel is within a crop width of one).
-* **jitter** (both splits, independently drawn): crop scale uniform in [0.75, 1.5] x ``size`` (bilinear
-  resampling), one of the 8 rotations/flips by multiples of 90 degrees, contrast x[0.6, 1.4] around
-  mid-grey, brightness +-40 levels and additive noise uniform in +-12 levels.
+  ``camera`` (the cameraman), ``text`` (characters on a page), ``cells`` (a stained-tissue micrograph),
+  ``chelsea`` (a cat), ``motorcycle`` (in a garage). All are PNG files (exact decoding everywhere).
+* **split**: in every photograph the column strip from 50% to 75% of the width is the test region; the
+  train region is the rest, left and right of it, minus a gap of one maximal crop width on each side.
+  Every crop lies entirely inside one region, so no train pixel is ever seen at test time (and no train
+  pixel is within a crop width of a test pixel). Train crops come from both sides of the test strip, so
+  the photographs' test strips are not a region the model never saw anything like.
+* **jitter** (both splits, independently drawn): crop scale uniform in [0.8, 1.25] x ``size`` (bilinear
+  resampling), one of the 8 rotations/flips by multiples of 90 degrees, contrast x[0.7, 1.3] around
+  mid-grey, brightness +-30 levels and additive noise uniform in +-8 levels.
 * **counts**: ``n_train`` (5000) and ``n_test`` (1000) patches, balanced over the classes, shuffled.
 * **determinism**: fixed ``seed`` (0); only exact arithmetic is used (no transcendental functions, no
   platform-dependent resampling), so every install produces the same bytes. Built in well under a second
   and cached in memory per process.
 
-Options: ``size`` (8..96, default 32), ``n_train``, ``n_test``, ``seed``, ``channels`` (1 or 3),
+Options: ``size`` (8..72, default 32), ``n_train``, ``n_test``, ``seed``, ``channels`` (1 or 3),
 ``jitter`` (True/False: False turns off scale, rotation and photometric jitter; for debugging).
 """
 
@@ -45,9 +47,9 @@ CLASSES: tuple[tuple[str, str, str], ...] = (
     ("text", "text.png", "hand-written and printed characters on a page"),
     ("cells", "ihc.png", "immunohistochemistry micrograph of stained tissue"),
     ("chelsea", "chelsea.png", "Chelsea the cat"),
-    ("rocket", "rocket.jpg", "a rocket on its launch pad"),
+    ("motorcycle", "motorcycle_left.png", "a motorcycle in a cluttered garage"),
 )
-TEST_FRACTION = 0.25
+TEST_STRIP = (0.5, 0.75)  # fractions of the width
 SCALE = (0.8, 1.25)
 CONTRAST = (0.7, 1.3)
 BRIGHTNESS = 30.0
@@ -93,17 +95,23 @@ def _grey(fname: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Region:
-    """Columns ``[col0, col1)`` over all rows of a class image."""
+    """A union of column intervals ``[c0, c1)`` (over all rows) of a class image."""
 
-    col0: int
-    col1: int
+    cols: tuple[tuple[int, int], ...]
+
+    def as_list(self) -> list[list[int]]:
+        return [[a, b] for a, b in self.cols]
 
 
 def regions(width: int, size: int) -> tuple[Region, Region, int]:
-    """(train region, test region, gap) of an image ``width`` columns wide, for patch ``size``."""
+    """(train region, test region, gap) of an image ``width`` columns wide, for patch ``size``.
+
+    Train intervals narrower than one maximal crop are dropped.
+    """
     crop_max = math.ceil(size * SCALE[1])
-    test0 = width - round(width * TEST_FRACTION)
-    return Region(0, test0 - crop_max), Region(test0, width), crop_max
+    t0, t1 = round(width * TEST_STRIP[0]), round(width * TEST_STRIP[1])
+    train = tuple((a, b) for a, b in ((0, t0 - crop_max), (t1 + crop_max, width)) if b - a >= crop_max)
+    return Region(train), Region(((t0, t1),)), crop_max
 
 
 def _patches(
@@ -114,7 +122,15 @@ def _patches(
     s = SCALE[0] + (SCALE[1] - SCALE[0]) * rng.random(n) if jitter else np.ones(n)
     ext = np.ceil(s * size - 1e-9).astype(np.int64)  # box side in source pixels
     r0 = (rng.random(n) * (h - ext + 1)).astype(np.int64)
-    c0 = region.col0 + (rng.random(n) * (region.col1 - region.col0 - ext + 1)).astype(np.int64)
+    # a start column uniform over every valid position of every interval of the region
+    counts = np.stack([np.maximum(b - a - ext + 1, 0) for a, b in region.cols], axis=1)  # (n, intervals)
+    u = (rng.random(n) * counts.sum(axis=1)).astype(np.int64)
+    c0 = np.zeros(n, dtype=np.int64)
+    before = np.zeros(n, dtype=np.int64)
+    for j, (a, _b) in enumerate(region.cols):
+        inside = (u >= before) & (u < before + counts[:, j])
+        c0[inside] = a + u[inside] - before[inside]
+        before = before + counts[:, j]
     # bilinear sampling at pixel centres; coordinates clipped to the box so no pixel outside it is read
     t = np.arange(size, dtype=np.float64) + 0.5
     ry = np.clip(t[None, :] * s[:, None] - 0.5, 0.0, (ext - 1)[:, None].astype(np.float64))
@@ -174,11 +190,11 @@ def build(
         h, w = img.shape
         tr, te, gap = regions(w, size)
         crop_max = math.ceil(size * SCALE[1])
-        if te.col1 - te.col0 < crop_max + 4 or h < crop_max or tr.col1 - tr.col0 < crop_max:
-            raise DataError(f"textures: size={size} is too large for class {cname!r} ({h}x{w} image); use size <= 96")
+        if te.cols[0][1] - te.cols[0][0] < crop_max + 4 or h < crop_max or not tr.cols:
+            raise DataError(f"textures: size={size} is too large for class {cname!r} ({h}x{w} image); use size <= 72")
         region_info.append(
-            {"class": cname, "image": fname, "height": h, "width": w, "train_cols": [tr.col0, tr.col1],
-             "test_cols": [te.col0, te.col1], "gap": gap}
+            {"class": cname, "image": fname, "height": h, "width": w, "train_cols": tr.as_list(),
+             "test_cols": te.as_list(), "gap": gap}
         )  # fmt: skip
         for split, reg, n in (
             ("train", tr, _split_counts(n_train, k)[ci]),
@@ -203,8 +219,9 @@ def build(
     meta = {
         "source": "scikit-image bundled sample images (skimage/data), greyscale, no download",
         "split": (
-            f"per class image: test = the right {int(TEST_FRACTION * 100)}% of columns; train = the columns left "
-            "of it minus a gap of one maximal crop width; every crop lies inside its region, so train and test "
+            f"per class image: test = columns {TEST_STRIP[0]:.0%}-{TEST_STRIP[1]:.0%} of the width; train = the "
+            "columns left and right of it minus a gap of one maximal crop width; every crop lies inside one "
+            "region, so train and test "
             "pixels are disjoint"
         ),
         "notes": (
@@ -234,8 +251,8 @@ def _check_opts(size: Any, n_train: Any, n_test: Any, seed: Any, channels: Any) 
     def is_int(v: Any) -> bool:
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-    if not is_int(size) or not 8 <= size <= 96:
-        raise DataError(f"textures: size must be an integer in 8..96, got {size!r}")
+    if not is_int(size) or not 8 <= size <= 72:
+        raise DataError(f"textures: size must be an integer in 8..72, got {size!r}")
     for nm, v in (("n_train", n_train), ("n_test", n_test)):
         if not is_int(v) or v < 1:
             raise DataError(f"textures: {nm} must be a positive integer, got {v!r}")
