@@ -144,6 +144,13 @@ class _Tracer(fx.Tracer):
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 
+_SHAPE_KEEPING: tuple[type, ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.ReLU, nn.ReLU6,
+    nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.ELU, nn.Mish,
+    nn.Identity, nn.Dropout, nn.Dropout2d,
+)  # fmt: skip
+
+
 @contextlib.contextmanager
 def _capture_inner(sink: Callable[[Inner], None]) -> Iterator[None]:
     def hook(mod: nn.Module, inp: Any, out: Any) -> None:
@@ -183,6 +190,15 @@ class _Recorder(fx.Interpreter):
     def sink(self, i: Inner) -> None:
         if self._cur is not None:
             self._cur.append(i)
+
+    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
+        # shape-preserving layers need not run: their output has the shape of their input (and batch norm on
+        # meta tensors goes through slow Python decompositions)
+        if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):
+            mod = self.fetch_attr(target)
+            if isinstance(mod, _SHAPE_KEEPING):
+                return args[0]
+        return super().call_module(target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
         self._cur = []
