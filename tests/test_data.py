@@ -55,9 +55,9 @@ def test_textures_shapes_balance_and_stats():
     assert torch.bincount(ds.y_test).tolist() == [100] * 10
     assert torch.equal(ds.x_train[:, 0], ds.x_train[:, 2])  # greyscale replicated
     # stats are those of the training images
-    x = ds.x_train.double() / 255
-    assert ds.mean[0] == pytest.approx(float(x[:, 0].mean()), abs=1e-5)
-    assert ds.std[0] == pytest.approx(float(x[:, 0].std(unbiased=False)), abs=1e-5)
+    x = ds.x_train[:, 0].double() / 255
+    assert ds.mean[0] == pytest.approx(float(x.mean()), abs=1e-5)
+    assert ds.std[0] == pytest.approx(float(x.std(unbiased=False)), abs=1e-5)
     # the samples are shuffled, not sorted by class
     assert len(set(ds.y_train[:20].tolist())) > 3
 
