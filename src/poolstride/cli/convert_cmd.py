@@ -91,7 +91,7 @@ def convert_command(
     size = parse_input_size(input_size) if input_size else natural
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        conv = convert_detailed(net, pol, size, strict=not lenient)
+        conv = convert_detailed(net, pol, size, strict=not lenient).compute_costs()
     before, after = model_cost(net, size), model_cost(conv.model, size)
     for w in conv.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
@@ -106,7 +106,8 @@ def convert_command(
                 "after": c.after if c else None,
                 "status": "changed" if c else ("skipped: " + why[s.path] if s.path in why else "untouched"),
                 "params_delta": c.params_delta if c else 0,
-                "macs_delta": c.macs_delta if c else 0,
+                "macs_delta": (c.macs_delta or 0) if c else 0,
+                "other_ops_delta": c.other_delta if c else 0,
                 "init": c.init if c else None,
                 "fit": c.fit if c else None,
             }
@@ -127,16 +128,18 @@ def convert_command(
             title=f"{model} at {'x'.join(map(str, size))}: {conv.policy.text}"
             + ("" if conv.traced else " (no fx graph: module walk only)"),
         )
-        for col in ("#", "path", "kind@stage", "ch", "size", "before", "after", "dparams", "dMACs", "init"):
+        for col in ("#", "path", "kind@stage", "ch", "size", "before", "after", "dparams", "dMACs", "dother", "init"):
             t.add_column(col, overflow="fold")
         for i, r in enumerate(rows):
             t.add_row(
                 str(i), r["path"], f"{r['kind']}@{r['stage']}", f"{r['in_channels']}->{r['out_channels']}",
                 f"{_size(r['in_size'])}->{_size(r['out_size'])}", r["op"], r["after"] or f"= ({r['status']})",
-                _fmt_delta(r["params_delta"]), _fmt_delta(r["macs_delta"]), _short_init(r["init"]),
+                _fmt_delta(r["params_delta"]), _fmt_delta(r["macs_delta"]),
+                "?" if r["other_ops_delta"] is None else _fmt_delta(r["other_ops_delta"]), _short_init(r["init"]),
             )  # fmt: skip
         console.print(t)
         console.print(
+            "MACs = conv/linear multiply-accumulates; other = pooling, blur and elementwise ops. "
             "init: preserved = same function as before (verified), kept = old weights reused, new = fresh layer, "
             "- = no parameters",
             highlight=False,
@@ -146,7 +149,14 @@ def convert_command(
         console.print(
             f"params {_fmt_int(before['params'])} -> {_fmt_int(after['params'])} ({_fmt_delta(dp)}); "
             f"MACs {_fmt_int(before['macs'])} -> {_fmt_int(after['macs'])} ({_fmt_delta(dm)}, "
-            f"{100.0 * dm / max(before['macs'], 1):+.1f}%) [{after['source']}]",
+            f"{100.0 * dm / max(before['macs'], 1):+.1f}%)"
+            + (
+                f"; other ops {_fmt_int(before['other_ops'])} -> {_fmt_int(after['other_ops'])} "
+                f"({_fmt_delta(after['other_ops'] - before['other_ops'])})"
+                if before.get("other_ops") is not None and after.get("other_ops") is not None
+                else ""
+            )
+            + f" [{after['source']}]",
             highlight=False,
         )
         console.print(

@@ -61,19 +61,42 @@ class Change:
     after: str
     params_before: int
     params_after: int
-    macs_before: int
-    macs_after: int
     init: str
     fit: tuple[int, int] | None = None
     out_size: tuple[int, int] | None = None
+    #: conv/linear MACs and other ops (pooling, blur, elementwise) at the site, filled by compute_costs()
+    macs_before: int | None = None
+    macs_after: int | None = None
+    other_before: int | None = None
+    other_after: int | None = None
+    _cost_inputs: tuple[list[tuple[nn.Module, Any]], list[tuple[nn.Module, Any]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def compute_costs(self) -> Change:
+        """Fill the MAC / other-ops fields (poolstride.analysis.cost_summary per module, or the flop counter)."""
+        if self._cost_inputs is not None and self.macs_before is None:
+            before: tuple[int, int | None] = (0, 0)
+            after: tuple[int, int | None] = (0, 0)
+            for m, shp in self._cost_inputs[0]:
+                before = _add(before, _cost(m, shp))
+            for m, shp in self._cost_inputs[1]:
+                after = _add(after, _cost(m, shp))
+            self.macs_before, self.other_before = before
+            self.macs_after, self.other_after = after
+        return self
+
+    @property
+    def other_delta(self) -> int | None:
+        return None if self.other_before is None or self.other_after is None else self.other_after - self.other_before
 
     @property
     def params_delta(self) -> int:
         return self.params_after - self.params_before
 
     @property
-    def macs_delta(self) -> int:
-        return self.macs_after - self.macs_before
+    def macs_delta(self) -> int | None:
+        return None if self.macs_before is None or self.macs_after is None else self.macs_after - self.macs_before
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +114,8 @@ class Change:
             "params_after": self.params_after,
             "macs_before": self.macs_before,
             "macs_after": self.macs_after,
+            "other_ops_before": self.other_before,
+            "other_ops_after": self.other_after,
             "init": self.init,
             "fit": self.fit,
         }
@@ -114,6 +139,12 @@ class Conversion:
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    def compute_costs(self) -> Conversion:
+        """Fill every change's MAC / other-ops fields (costs a few probe passes; the CLI does it)."""
+        for c in self.changes:
+            c.compute_costs()
+        return self
 
     def recipe(self, model: str | None = None, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
         """The recipe that rebuilds this conversion (see :mod:`poolstride.surgery.recipe`)."""
@@ -189,13 +220,17 @@ def _count(m: nn.Module | None) -> int:
     return 0 if m is None else sum(p.numel() for p in m.parameters())
 
 
-def _macs(m: nn.Module | None, in_shape: tuple[int, ...] | None) -> int:
-    """Conv/linear MACs of one module for one input of ``in_shape`` (batch included)."""
+def _cost(m: nn.Module | None, in_shape: tuple[int, ...] | None) -> tuple[int, int | None]:
+    """(conv/linear MACs, other ops or None) of one module for one input of ``in_shape`` (batch 1)."""
     if m is None or in_shape is None:
-        return 0
-    from .cost import module_macs
+        return 0, 0
+    from .cost import site_cost
 
-    return module_macs(m, in_shape)
+    return site_cost(m, in_shape)
+
+
+def _add(a: tuple[int, int | None], b: tuple[int, int | None]) -> tuple[int, int | None]:
+    return a[0] + b[0], (None if a[1] is None or b[1] is None else a[1] + b[1])  # None: counter has no other ops
 
 
 def _run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -717,12 +752,17 @@ def convert_detailed(
         before_p = _count(old) + sum(_count(m) for m in p.extra_before.values())
         after_p = _count(p.module) + sum(_count(m) for m in p.extra.values())
         in_shape = ana.shapes[p.site.path][0] if p.site.via == "module" else ana.node_shapes[p.site.path][0]
-        mb = _macs(old, in_shape) + sum(_macs(m, ana.shapes[k][0]) for k, m in p.extra_before.items())
-        ma = _macs(p.module, in_shape) + sum(_macs(m, ana.shapes[k][0]) for k, m in p.extra.items())
+        cost_in = (
+            [(old, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra_before.items())],
+            [(p.module, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra.items())],
+        )
         after = _describe(p.module) if p.module is not None else "removed"
         if p.rule.action == REMOVE:
             after = "removed (stride -> " + ", ".join(p.extra) + ")"
-        changes.append(Change(p.site, p.rule.text, after, before_p, after_p, mb, ma, p.init, p.fit, p.site.out_size))
+        changes.append(
+            Change(p.site, p.rule.text, after, before_p, after_p, p.init, p.fit, p.site.out_size,
+                   _cost_inputs=cost_in)  # type: ignore[arg-type]
+        )  # fmt: skip
         if p.fit is not None:
             warns.append(
                 f"site {p.site.path}: output size matched by an edge {'crop' if min(p.fit) < 0 else 'pad'} "

@@ -47,6 +47,18 @@ def module_macs(m: nn.Module, in_shape: tuple[int, ...]) -> int:
     return _flop_macs(m, _input_for(m, tuple(in_shape)))
 
 
+def site_cost(m: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, int | None]:
+    """(conv/linear MACs, other ops or None) of one module for one input of ``in_shape`` (batch 1)."""
+    cs = _summary()
+    if cs is not None and len(in_shape) == 4 and in_shape[0] == 1:
+        try:
+            d = cs(m, tuple(in_shape[1:]))
+            return int(d["macs"]), (None if d.get("other_ops") is None else int(d["other_ops"]))
+        except Exception:  # noqa: BLE001 - fall back to the flop counter
+            pass
+    return module_macs(m, in_shape), None
+
+
 def model_cost(model: nn.Module, input_size: Iterable[int]) -> dict[str, Any]:
     """``{"params", "macs", "other_ops", "source"}`` for one sample of ``input_size`` (C, H, W)."""
     size = tuple(int(v) for v in input_size)
@@ -70,4 +82,4 @@ def model_cost(model: nn.Module, input_size: Iterable[int]) -> dict[str, Any]:
     }
 
 
-__all__ = ["model_cost", "module_macs"]
+__all__ = ["model_cost", "module_macs", "site_cost"]
