@@ -3,7 +3,7 @@
 Peak memory is the largest amount of tensor memory allocated *above the level before the step*:
 
 * ``cuda-allocator`` - on CUDA, from the caching allocator's statistics (``max_memory_allocated``);
-* ``cpu-profiler`` - on CPU, from ``torch.profiler`` with ``profile_memory=True``: every allocation and
+* ``cpu-profiler`` - on CPU, from the autograd profiler with ``profile_memory=True``: every allocation and
   free of PyTorch's CPU allocator, accumulated in time order at operator granularity (``tracemalloc``
   cannot see PyTorch tensors; it only tracks Python objects);
 * ``rss-sampled`` - fallback when the profiler is unavailable: the process's resident set size sampled every
@@ -196,8 +196,8 @@ def profile(
 
 
 def _peak(fn: Callable[[], Any], method: str, dev: torch.device, sync: Callable[[], None]) -> int:
-    gc.collect()
     if method == "cuda-allocator":
+        gc.collect()
         sync()
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated(dev)
@@ -232,21 +232,15 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def _profiler_ok() -> bool:
-    try:
-        from torch.profiler import ProfilerActivity, profile  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return hasattr(torch.autograd, "profiler") and hasattr(torch.autograd.profiler, "profile")
 
 
 def _profiler_peak(fn: Callable[[], Any]) -> int:
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as tprofile
-
-    with _quiet_stderr(), tprofile(activities=[ProfilerActivity.CPU], profile_memory=True) as p:
+    # the autograd profiler: the same allocator events as torch.profiler, without its start-up cost
+    with _quiet_stderr(), torch.autograd.profiler.profile(profile_memory=True) as p:
         fn()
     cur = peak = 0
-    for e in sorted(p.events(), key=lambda e: e.time_range.start):
+    for e in sorted(p.function_events, key=lambda e: e.time_range.start):
         cur += e.self_cpu_memory_usage
         peak = max(peak, cur)
     return int(peak)
