@@ -94,7 +94,7 @@ def inspect_command(
     ):  # fmt: skip
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for i, layer in enumerate(rep.layers):
-        if layer.view and not all_layers:
+        if layer.view and not all_layers and not layer.downsample:
             continue
         site = (
             f"[bold]{layer.site['kind']}[/]: {layer.site['op']}"
