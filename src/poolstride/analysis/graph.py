@@ -152,9 +152,11 @@ _SHAPE_KEEPING: tuple[type, ...] = (
 
 
 @contextlib.contextmanager
-def _capture_inner(sink: Callable[[Inner], None]) -> Iterator[None]:
+def _capture_inner(sink: Callable[[Inner], None], model: nn.Module) -> Iterator[None]:
+    mine = {id(m) for m in model.modules()}  # global hooks also see other threads' modules: keep ours
+
     def hook(mod: nn.Module, inp: Any, out: Any) -> None:
-        if isinstance(mod, _CONV_TYPES) and inp and isinstance(inp[0], torch.Tensor):
+        if id(mod) in mine and isinstance(mod, _CONV_TYPES) and inp and isinstance(inp[0], torch.Tensor):
             sink(Inner(mod, summarise(inp[0]), summarise(out)))
 
     h = nn.modules.module.register_module_forward_hook(hook)
@@ -248,12 +250,12 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Captured:
         execution = "meta"
         try:
             state = _meta_state(model)
-            with torch.no_grad(), _capture_inner(rec.sink), _swap_state(gm, state):
+            with torch.no_grad(), _capture_inner(rec.sink, model), _swap_state(gm, state):
                 rec.run(torch.empty(input_shape, device="meta"))
         except Exception:  # noqa: BLE001 - some ops have no meta kernel or need real data
             execution = "real"
             rec = _Recorder(gm)
-            with torch.no_grad(), _capture_inner(rec.sink):
+            with torch.no_grad(), _capture_inner(rec.sink, model):
                 rec.run(torch.zeros(input_shape, device=_device(model)))
         steps = _steps_from_graph(gm, rec, _site_paths(model))
         return Captured(steps, "fx", execution, notes)
