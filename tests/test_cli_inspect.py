@@ -95,3 +95,16 @@ def test_explain_default_and_claims(capsys):
     rc, out, _ = run(capsys, "explain", "vgg", "--json")
     v = json.loads(out)["vgg"]
     assert v["holds"] and v["one_7x7"]["params_per_c2"] == 49 and v["three_3x3"]["params_per_c2"] == 27
+
+
+def test_gradflow_command(capsys, tmp_path):
+    png = tmp_path / "erf.png"
+    rc, out, _ = run(capsys, "gradflow", "tiny", "--input", "3x16x16", "--batch", "2", "--erf", str(png), "--json")
+    d = json.loads(out)
+    assert rc == 0 and d["schema"] == 1 and png.stat().st_size > 0
+    assert set(d["gradflow"]) == {"loss", "ratio_first_last", "activation_ratio_first_last", "layers"}
+    assert len(d["gradflow"]["layers"]) == 4 and d["erf"]["feature_size"] == [2, 2]
+    rc, out, _ = run(capsys, "gradflow", "tiny", "--input", "3x16x16", "--batch", "2")
+    assert rc == 0 and "first/last weight-gradient ratio" in out
+    rc, _, err = run(capsys, "gradflow", "tiny", "--checkpoint", str(tmp_path / "missing.pt"))
+    assert rc == 2 and "cannot load checkpoint" in err

@@ -389,3 +389,66 @@ def _print_ops(d: dict[str, Any]) -> None:
             str(r["other_ops"]), "global" if r["rf_global"] else _g(r["rf"]), _g(r["center"]),
         )  # fmt: skip
     _show(t)
+
+
+@app.command("gradflow")
+def gradflow_command(
+    model: str = typer.Argument(
+        ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
+    ),
+    input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW (default: the model's)."),
+    batch: int = typer.Option(8, "--batch", "-b", min=1, help="Batch of random images (labels drawn at random)."),
+    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. shortcut=fish."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="A state dict to load (default: at init)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the initialisation and the batch."),
+    erf_png: str = typer.Option(None, "--erf", help="Also compute the effective receptive field; write it here (PNG)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Per-layer gradient norms (weights, activations) for one batch, the first/last ratio, and the effective
+    receptive field (Luo et al. 2016)."""
+    import torch
+
+    from ..analysis import erf, gradflow
+    from ..resolve import parse_options, resolve
+
+    torch.manual_seed(seed)
+    r = resolve(model, parse_options(option))
+    size = _input(input_size, r.input_size)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *size, generator=g)
+    res = gradflow(r.model, x, checkpoint=checkpoint, seed=seed)
+    e = erf(r.model, size, seed=seed) if erf_png else None
+    if e is not None:
+        e.save(erf_png)
+    out = {
+        "schema": 1,
+        "model": r.name,
+        "input_size": list(size),
+        "batch": batch,
+        "seed": seed,
+        "checkpoint": checkpoint,
+        "gradflow": res.to_dict(),
+        "erf": e.to_dict() if e is not None else None,
+    }
+    if json_out:
+        print_json(out)
+        return
+    when = "checkpoint" if checkpoint else "at init"
+    t = Table(title=f"{r.name}: gradient flow, batch {batch} ({when}), loss {res.loss:.4g}")
+    for col in ("#", "layer", "type", "|W|", "|dL/dW|", "|dL/dW|/|W|", "|dL/dA|"):
+        t.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for i, layer in enumerate(res.layers):
+        a = layer.activation_grad_norm
+        t.add_row(
+            str(i), layer.name, layer.type, f"{layer.weight_norm:.3g}", f"{layer.weight_grad_norm:.3g}",
+            f"{layer.relative:.3g}", f"{a:.3g}" if a is not None else "-",
+        )  # fmt: skip
+    _show(t)
+    console.print(
+        f"first/last weight-gradient ratio {res.ratio:.3g}; activation-gradient ratio {res.activation_ratio:.3g}"
+    )
+    if e is not None:
+        console.print(
+            f"effective RF of {e.layer} (unit {e.unit} of {e.feature_size}): 95% of the gradient within "
+            f"{e.extent(0.95)} px; image written to {erf_png}"
+        )
