@@ -75,7 +75,7 @@ class _Progress:
             done = kw["runs_mine"] - kw["runs_todo"]
             console.print(
                 f"study [bold]{kw['study_dir']}[/]{shard}: {kw['runs_total']} runs, "
-                f"{done} already done, {kw['runs_todo']} to run"
+                f"{done} already done, {kw['runs_todo']} to run ({kw['threads']} CPU threads)"
             )
             self.overall = p.add_task("overall", total=max(kw["runs_todo"] * kw["steps_per_run"], 1), info="")
         elif event == "run_start":
@@ -174,7 +174,10 @@ def compare_command(
     shard: str = typer.Option(None, "--shard", help="Run the subset i/N (0 <= i < N) of the runs."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Override the recipe's batch size."),
     lr: float = typer.Option(None, "--lr", help="Override the recipe's learning rate."),
-    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's choice)."),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (default: one per core, 1 on an oversubscribed machine)."
+    ),
+    amp: str = typer.Option(None, "--amp", help="Override the recipe's autocast: auto, native, bf16, off."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -205,6 +208,7 @@ def compare_command(
             threads=threads,
             batch_size=batch_size,
             lr=lr,
+            amp=amp,
         )
     if json_out:
         print_json(summ)
@@ -241,6 +245,7 @@ def train_command(
     train_subset: int = typer.Option(None, "--train-subset", min=1, help="Train on a fixed subset of N images."),
     threads: int = typer.Option(None, "--threads", min=1),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    amp: str = typer.Option(None, "--amp", help="Override the recipe's autocast: auto, native, bf16, off."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train and evaluate one run (resumable). Works under torchrun for DDP:
@@ -248,17 +253,14 @@ def train_command(
     """
     import hashlib
 
-    import torch
-
     from ..study.core import slugify
-    from ..train import RunSpec, dist, get_recipe, load_dataset, resolve_device, train_run
+    from ..train import RunSpec, dist, get_recipe, load_dataset, resolve_device, set_threads, train_run
     from ..train.data import DeviceData
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     info = dist.from_env()
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, train_subset=train_subset,
-                     compile=compile or None)  # fmt: skip
+                     compile=compile or None, amp=amp)  # fmt: skip
     spec = RunSpec(model, downsample, seed)
     if downsample:
         from ..spec import parse

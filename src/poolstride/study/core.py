@@ -32,7 +32,7 @@ from ..errors import PoolstrideError
 from ..spec import parse
 from ..train import io as tio
 from ..train.data import DeviceData, load_dataset
-from ..train.engine import RunSpec, build_model, read_result, resolve_device, train_run
+from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
 from ..train.recipe import Recipe, get_recipe
 
 SCHEMA = "poolstride.study/1"
@@ -435,8 +435,7 @@ def compare(
     """
     cb = callback or (lambda event, **kw: None)
     shard_t = parse_shard(shard)
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
+    set_threads(threads)
     overrides = {k: v for k, v in recipe_overrides.items() if v is not None}
     if epochs is not None:
         overrides["epochs"] = epochs
@@ -494,6 +493,7 @@ def compare(
         steps_per_run=spe * rec.epochs,
         steps_per_epoch=spe,
         shard=shard_t,
+        threads=torch.get_num_threads(),
     )
     busy = []
     for k, v, s in todo:

@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from .data import DeviceData, SimpleDataset, load_dataset, shift_images, synthetic
 from .dist import DistInfo
-from .engine import RunError, RunSpec, lr_factor, read_result, resolve_device, static_cost, train_run
+from .engine import (
+    RunError,
+    RunSpec,
+    auto_threads,
+    lr_factor,
+    read_result,
+    resolve_device,
+    set_threads,
+    static_cost,
+    train_run,
+)
 from .evaluate import evaluate, shift_consistency
 from .recipe import RECIPES, Recipe, RecipeError, get_recipe, recipe_names
 
@@ -27,6 +37,7 @@ __all__ = [
     "RunError",
     "RunSpec",
     "SimpleDataset",
+    "auto_threads",
     "evaluate",
     "get_recipe",
     "load_dataset",
@@ -34,6 +45,7 @@ __all__ = [
     "read_result",
     "recipe_names",
     "resolve_device",
+    "set_threads",
     "shift_consistency",
     "shift_images",
     "static_cost",

@@ -44,6 +44,8 @@ def from_env() -> DistInfo:
 
 def init(info: DistInfo, device: torch.device) -> None:
     if info.enabled and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

@@ -24,8 +24,24 @@ from torch import nn
 from .data import DeviceData, shift_images
 
 
+def cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def uses_bf16(device: torch.device, amp: str) -> bool:
+    """Whether a recipe's ``amp`` mode runs bf16 autocast on ``device``."""
+    if amp == "off":
+        return False
+    if amp == "bf16" or device.type == "cuda":
+        return True
+    return amp == "native" and device.type == "cpu" and cpu_has_native_bf16()
+
+
 def autocast_ctx(device: torch.device, amp: str) -> AbstractContextManager:
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+    if not uses_bf16(device, amp):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
