@@ -251,3 +251,10 @@ def test_resolve_missing_packages():
         except ImportError:
             with pytest.raises(ModelError, match="not installed"):
                 resolve(name)
+
+
+def test_bare_operator_uses_declared_cost():
+    op = ops.build("blur(base=max,size=3)", 8)
+    rep = inspect(op, (8, 16, 16))
+    assert rep.totals["macs"] == 0 and rep.totals["other_ops"] == op.other_ops(8, 16, 16)
+    assert rep.layers[0].name == "blur" and rep.totals["rf"] == 2 + 2
