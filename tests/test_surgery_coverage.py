@@ -43,9 +43,12 @@ def _check(name: str, model: torch.nn.Module, pools: bool, shortcuts: bool) -> N
             assert r.reason, (name, r.policy)
         if r.changed:
             assert r.converted_out == r.model_out, (name, r.policy)
-    # every model has strided convs (at least the stem)
+    # every model but VGG (pools only) has strided convs, at least the stem
     for p in ("conv->conv(s=1)+max", "conv->conv(s=1)+blur(size=4)"):
-        assert rows[p].status == "converted" and rows[p].changed >= 1, (name, p)
+        if "vgg" in name:
+            assert rows[p].status == "no site", (name, p)
+        else:
+            assert rows[p].status == "converted" and rows[p].changed >= 1, (name, p)
     if pools:
         for p in ("pool->conv(k=3)", "max->max(s=1)+blur"):
             assert rows[p].status == "converted", (name, p, rows[p].reason)

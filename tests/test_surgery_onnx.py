@@ -34,7 +34,7 @@ MAIN = [
 ]
 
 
-def onnx_max_abs_diff(model: torch.nn.Module, size: tuple[int, int, int], path) -> float:
+def onnx_max_abs_diff(model: torch.nn.Module, size: tuple[int, int, int], path, scale: list | None = None) -> float:
     model.eval()
     x = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -46,6 +46,8 @@ def onnx_max_abs_diff(model: torch.nn.Module, size: tuple[int, int, int], path) 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {"x": x.numpy()})
     assert y.shape == ref.shape
+    if scale is not None:
+        scale.append(float(np.abs(ref).max()))
     return float(np.abs(y - ref).max())
 
 
@@ -95,6 +97,7 @@ def test_torchvision_converted_exports(name, policy, tmp_path):
     torch.manual_seed(0)
     size = (3, 224, 224) if name == "vgg11" else (3, 64, 64)
     m = convert(tvm.get_model(name, weights=None), policy, size)
-    d = onnx_max_abs_diff(m, size, tmp_path / "m.onnx")
-    print(f"{name} {policy}: onnx max abs diff {d:.2e}")
+    scale: list = []
+    d = onnx_max_abs_diff(m, size, tmp_path / "m.onnx", scale)
+    print(f"{name} | {policy} | onnx max abs diff {d:.2e} | max |output| {scale[0]:.2e}")
     assert d < 1e-4
