@@ -258,3 +258,11 @@ def test_bare_operator_uses_declared_cost():
     rep = inspect(op, (8, 16, 16))
     assert rep.totals["macs"] == 0 and rep.totals["other_ops"] == op.other_ops(8, 16, 16)
     assert rep.layers[0].name == "blur" and rep.totals["rf"] == 2 + 2
+
+
+def test_gradflow_leaves_the_model_unchanged():
+    m = models.build("tiny")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    gradflow(m, torch.randn(2, 3, 16, 16))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.grad is None for p in m.parameters()) and m.training

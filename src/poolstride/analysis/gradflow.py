@@ -106,7 +106,8 @@ def gradflow(
 
     ``batch`` is ``x`` or ``(x, y)``; without labels, labels are drawn at random (seeded) from the model's
     output classes. The loss is cross-entropy for 2-D outputs, otherwise the mean of the output. The model
-    is in train mode (batch-norm statistics of the batch) unless ``train_mode=False``; it is restored after.
+    is in train mode (batch-norm statistics of the batch) unless ``train_mode=False``; its mode and buffers
+    (batch-norm running statistics) are restored after, and its gradients cleared.
     ``checkpoint``: a state dict or a path to one (``{"model": ...}`` and ``{"state_dict": ...}`` accepted).
     """
     _load(model, checkpoint)
@@ -136,6 +137,7 @@ def gradflow(
         if isinstance(getattr(m, "weight", None), nn.Parameter) and _weight(m).dim() >= 2
     ]
     was = model.training
+    buffers = {k: b.detach().clone() for k, b in model.named_buffers()}  # train mode updates BN statistics
     model.train(train_mode)
     try:
         model.zero_grad(set_to_none=True)
@@ -166,6 +168,10 @@ def gradflow(
         for h in handles:
             h.remove()
         model.train(was)
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                if k in buffers:
+                    b.copy_(buffers[k])
     return res
 
 

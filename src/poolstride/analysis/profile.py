@@ -149,6 +149,8 @@ def profile(
       batch norm uses running statistics and batch 1 works; the cost is the same as in train mode up to
       the statistics update), gradients set to ``None`` between repeats;
     * ``warmup`` untimed runs, then ``repeats`` timed runs: the median and the interquartile range (ms).
+
+    The model is moved to ``device`` (and stays there); its gradients are cleared afterwards.
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
