@@ -246,6 +246,16 @@ def test_main_policies_keep_shapes_and_do_not_mutate(policy):
         assert shapes[c.site.path][1][-2:] == c.site.out_size
 
 
+def test_training_flags_of_the_input_are_untouched():
+    m = MiniResNet().eval()
+    m.layer2.bn1.train()  # a mixed-mode model
+    flags = [mod.training for mod in m.modules()]
+    c = convert_detailed(m, "pool->conv(k=3); shortcut->avg+1x1", (3, 32, 32)).compute_costs()
+    assert [mod.training for mod in m.modules()] == flags
+    assert not c.model.training and c.model.layer2.bn1.training  # the copy keeps the modes too
+    assert not c.model.maxpool.training  # the new layer follows the one it replaces
+
+
 def test_untouched_weights_are_kept():
     torch.manual_seed(0)
     m = MiniResNet()

@@ -41,6 +41,7 @@ from .find import (
     _pair,
     _pool_call_args,
     analyze,
+    eval_mode,
     probe_input,
     run_probe,
 )
@@ -234,13 +235,8 @@ def _add(a: tuple[int, int | None], b: tuple[int, int | None]) -> tuple[int, int
 
 
 def _run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = m.training
-    try:
-        m.eval()
-        with torch.no_grad():
-            y = m(x)
-    finally:
-        m.train(was)
+    with eval_mode(m), torch.no_grad():
+        y = m(x)
     t = _first_tensor(y)
     if t is None:  # pragma: no cover - every replacement returns a tensor
         raise SiteError("replacement returned no tensor")

@@ -25,13 +25,10 @@ def _summary() -> Any:
 def _flop_macs(m: nn.Module, x: torch.Tensor) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    was = m.training
-    try:
-        m.eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            m(x)
-    finally:
-        m.train(was)
+    from .find import eval_mode
+
+    with eval_mode(m), torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(x)
     return int(fc.get_total_flops()) // 2
 
 
@@ -51,8 +48,11 @@ def site_cost(m: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, int | None]
     """(conv/linear MACs, other ops or None) of one module for one input of ``in_shape`` (batch 1)."""
     cs = _summary()
     if cs is not None and len(in_shape) == 4 and in_shape[0] == 1:
+        from .find import eval_mode
+
         try:
-            d = cs(m, tuple(in_shape[1:]))
+            with eval_mode(m):  # restores every submodule's own training flag afterwards
+                d = cs(m, tuple(in_shape[1:]))
             return int(d["macs"]), (None if d.get("other_ops") is None else int(d["other_ops"]))
         except Exception:  # noqa: BLE001 - fall back to the flop counter
             pass
@@ -64,8 +64,11 @@ def model_cost(model: nn.Module, input_size: Iterable[int]) -> dict[str, Any]:
     size = tuple(int(v) for v in input_size)
     cs = _summary()
     if cs is not None:
+        from .find import eval_mode
+
         try:
-            d = dict(cs(model, size))
+            with eval_mode(model):
+                d = dict(cs(model, size))
             return {
                 "params": int(d.get("params", sum(p.numel() for p in model.parameters()))),
                 "macs": int(d["macs"]),

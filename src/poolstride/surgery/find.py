@@ -20,8 +20,9 @@ Without a trace, shortcuts are recognised by name (a path segment ``downsample``
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -142,6 +143,19 @@ def trace(model: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
         return None, f"{type(e).__name__}: {msg[:200]}"
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode for the duration; every submodule's own training flag is restored afterwards (a plain
+    ``model.train(was)`` would overwrite, e.g., a frozen BN inside a training model)."""
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, f in flags:
+            m.training = f
+
+
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device | None, torch.dtype]:
     for p in model.parameters():
         return p.device, p.dtype if p.dtype.is_floating_point else torch.float32
@@ -198,13 +212,10 @@ def run_probe(
             order.append(name)
 
         hooks.append(m.register_forward_hook(hook))
-    was = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             out = model(x)
     finally:
-        model.train(was)
         for h in hooks:
             h.remove()
     return out, shapes, order
@@ -503,13 +514,8 @@ def _node_shapes(
             out[n.name] = (next((i for i in ins if i is not None), None), outs[n.name])
             return res
 
-    was = gm.training
-    try:
-        gm.eval()
-        with torch.no_grad():
-            _Interp(gm).run(x)
-    finally:
-        gm.train(was)
+    with eval_mode(gm), torch.no_grad():
+        _Interp(gm).run(x)
     return out
 
 
