@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -28,7 +29,8 @@ def _count(v: Any) -> str:
     v = float(v)
     for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= div:
-            return f"{v / div:.2f}{suf}"
+            x = v / div
+            return f"{x:.{2 if x < 10 else 1 if x < 100 else 0}f}{suf}"
     return f"{v:.0f}"
 
 
@@ -120,31 +122,27 @@ def summary_table(summ: dict[str, Any]) -> Table:
         f"{study['model']} on {study['dataset']}, recipe {study['recipe']['name']} "
         f"({study['recipe']['epochs']} epochs), {summ['runs_done']}/{summ['runs_total']} runs"
     )
-    t = Table(title=title)
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col, just in (
         ("variant", "left"),
         ("n", "right"),
-        ("acc % (95% CI)", "right"),
-        ("shift-cons. %", "right"),
-        ("circular %", "right"),
+        ("acc %", "right"),
+        ("95% CI", "right"),
+        ("shift %", "right"),
+        ("circ. %", "right"),
         ("params", "right"),
         ("MACs", "right"),
         ("train s", "right"),
     ):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for v in summ["variants"]:
-        if v.get("acc_mean") is None:
-            acc = "-"
-        elif v.get("acc_ci95"):
-            lo, hi = v["acc_ci95"]
-            acc = f"{v['acc_mean']:.1f} ({lo:.1f}-{hi:.1f})"
-        else:
-            acc = f"{v['acc_mean']:.1f}"
+        ci = v.get("acc_ci95")
         n = str(v["n"]) + (f" +{v['failed']} failed" if v.get("failed") else "")
         t.add_row(
             v["name"],
             n,
-            acc,
+            _fmt(v.get("acc_mean")),
+            f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else "-",
             _fmt(v.get("shift_consistency_mean")),
             _fmt(v.get("shift_consistency_circular_mean")),
             _count(v.get("params")),
@@ -215,9 +213,10 @@ def compare_command(
         return
     console.print(summary_table(summ))
     console.print(
-        f"accuracy: mean over seeds with a 95% t-interval; shift-consistency: % of test images whose top-1 class "
-        f"is unchanged under two random shifts of up to {summ['study']['recipe']['shift_max']} px "
-        f"({summ['study']['recipe']['shift_padding']} padding; 'circular' wraps around)."
+        f"acc: top-1 test accuracy, mean over seeds, with the 95% t-interval of the mean; shift: % of test images "
+        f"whose top-1 class is unchanged under two random shifts of up to {summ['study']['recipe']['shift_max']} px "
+        f"({summ['study']['recipe']['shift_padding']} padding; circ.: circular shifts); MACs: conv+linear "
+        "multiply-accumulates per image; train s: mean training time per run."
     )
     console.print(f"study directory: {summ['study_dir']}  ({time.perf_counter() - t0:.1f} s)")
     if summ.get("report"):
