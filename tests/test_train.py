@@ -191,3 +191,17 @@ def test_adamw_cosine_no_augmentation_trains(ds):
     r = train_run(RunSpec("tiny", "avg", 0), ds, tiny_recipe(optimizer="adamw", lr=3e-3, schedule="cosine",
                                                               augment=False, channels_last=False), "cpu")  # fmt: skip
     assert r["status"] == "ok" and r["history"][-1]["train_loss"] < r["history"][0]["train_loss"] + 0.5
+
+
+def test_amp_modes_threads_and_top_level_compare():
+    from poolstride.train import auto_threads
+    from poolstride.train.evaluate import uses_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not uses_bf16(cpu, "auto") and uses_bf16(cuda, "auto") and uses_bf16(cpu, "bf16")
+    assert not uses_bf16(cuda, "off") and not uses_bf16(cpu, "off")
+    assert 1 <= auto_threads() <= torch.get_num_threads()
+    import poolstride
+    from poolstride.study import compare
+
+    assert poolstride.compare is compare
