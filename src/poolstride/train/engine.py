@@ -127,11 +127,43 @@ def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None =
             out.update({k: d.get(k, out.get(k)) for k in ("params", "trainable_params", "macs", "other_ops")})
             out.update({k: d.get(k) for k in ("activation_bytes", "rf", "jump")})
             out["cost_source"] = "poolstride.analysis"
+            out["sites"] = _site_costs(model, input_size)
         except Exception as e:  # analysis must never kill a training run
             out["cost_source"] = f"params-only (analysis failed: {type(e).__name__}: {e})"
     if key is not None:
         _COST_CACHE[key] = dict(out)
     return out
+
+
+def _site_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[dict[str, Any]] | None:
+    """Per-site cost (docs/study-format.md, optional ``sites``) from ``poolstride.analysis.inspect``: the
+    layers inside each downsampling site summed, in model order. None when unavailable."""
+    try:
+        import warnings
+
+        from ..analysis import inspect
+
+        was = model.training
+        model.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = inspect(model, tuple(input_size), batch=1)
+        model.train(was)
+        sites: dict[str, dict[str, Any]] = {}
+        for layer in rep.layers:
+            site = getattr(layer, "site", None)
+            if not site:
+                continue
+            row = sites.setdefault(
+                site["path"], {"path": site["path"], "kind": site.get("kind"), "op": site.get("op"),
+                               "macs": 0, "other_ops": 0, "params": 0},
+            )  # fmt: skip
+            row["macs"] += int(layer.macs)
+            row["other_ops"] += int(layer.other_ops)
+            row["params"] += int(layer.params)
+        return list(sites.values()) or None
+    except Exception:  # optional information: never fail a run for it
+        return None
 
 
 def lr_factor(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> float:
