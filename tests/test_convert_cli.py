@@ -98,3 +98,20 @@ def test_convert_errors_are_one_line_exit_2(capsys, args, needle):
 def test_untraceable_model_without_sites_exits_2(capsys):
     rc, _, err = run(capsys, "convert", "tests.test_surgery:Hopeless", "-p", "pool->conv", "--input", "8")
     assert rc == 2 and "cannot be traced" in err and "Traceback" not in err
+
+
+def test_convert_torchvision_model_and_reload(capsys, tmp_path):
+    pytest.importorskip("torchvision")
+    path = tmp_path / "tv.pt"
+    rc, out, err = run(
+        capsys, "convert", "torchvision:resnet18", "-p", "shortcut->avg+1x1; conv->conv(s=1)+blur(size=4)",
+        "--skip", "stem", "--input", "64", "--json", "--out", str(path),
+    )  # fmt: skip
+    assert rc == 0, err
+    d = json.loads(out)
+    kinds = {r["path"]: (r["kind"], r["status"]) for r in d["sites"]}
+    assert kinds["conv1"] == ("stem", "skipped: skip=stem")
+    assert kinds["layer2.0.downsample.0"] == ("shortcut", "changed")
+    assert kinds["layer2.0.conv1"] == ("conv", "changed")
+    m = load_converted(path)
+    assert type(m).__name__ == "ResNet" and m.layer2[0].downsample[0][1].stride == (1, 1)
