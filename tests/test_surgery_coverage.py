@@ -2,9 +2,9 @@
 shapes, or are reported as unsupported with a reason.
 
 Skipped when torchvision / timm are not installed (CI does not install them). The required models run by
-default (about 45 s on two shared CPU cores with one intra-op thread, 64x64 inputs, eval mode, no grad, no weight downloads); the
-sweep over *every* torchvision classification model is marked ``slow`` and runs only with
-``POOLSTRIDE_COVERAGE_ALL=1`` (a few minutes).
+default (about 45 s on two shared CPU cores with one intra-op thread; 64x64 inputs, eval mode, no grad,
+no weight downloads); the sweep over *every* torchvision classification model is marked ``slow`` and runs
+only with ``POOLSTRIDE_COVERAGE_ALL=1`` (about 17 minutes: the largest RegNet/ViT models dominate).
 """
 
 from __future__ import annotations
