@@ -84,6 +84,7 @@ def test_convert_diff(capsys):
         (["no-such-model", "-p", "pool->conv"], "unknown model"),
         (["allcnn-c", "-p", "pool->remove+stride-prev", "--input", "32"], None),
         (["tiny", "-p", "pool->conv", "--input", "3x0"], "bad --input"),
+        (["tiny", "-p", "pool->conv", "--stage", "two"], "bad selector"),
     ],
 )
 def test_convert_errors_are_one_line_exit_2(capsys, args, needle):

@@ -84,7 +84,7 @@ def convert_command(
     from ..surgery.cost import model_cost
 
     pol = parse_policy(
-        policy, skip=_split(skip), stages=[int(s) for s in _split(stage)] if stage else None,
+        policy, skip=_split(skip), stages=",".join(_split(stage)) if stage else None,
         paths=_split(path), exclude=_split(exclude), min_channels=min_channels, init=init,
     )  # fmt: skip
     net, natural, opts = _resolve(model, option)

@@ -691,7 +691,7 @@ def convert_detailed(
     *,
     strict: bool = True,
     skip: str | Iterable[str] | None = None,
-    stages: int | Iterable[int] | None = None,
+    stages: int | str | Iterable[int] | None = None,
     paths: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     min_channels: int = 0,
