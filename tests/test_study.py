@@ -195,6 +195,11 @@ def test_cli_compare_and_user_errors(npz_dataset, tmp_path, capsys):
     assert {p: p.read_bytes() for p in out.rglob("result.json")} == results
     assert not (tmp_path / "x").exists()
 
+    fails(["train", "--dataset", npz_dataset, "--out", str(out)], "is a study directory")
+    run_dir = next(iter(results)).parent
+    fails([*args[:-3], "--out", str(run_dir), "--no-report"], "single-run directory")
+    assert not (run_dir / "study.json").exists()
+
     bad = next(iter(results))
     bad.write_text("{broken")
     fails(args, "result.json is corrupted")

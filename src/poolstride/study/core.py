@@ -218,6 +218,8 @@ def _check_writable(path: Path) -> None:
 def _create_or_check_study(out: Path, study: dict[str, Any]) -> dict[str, Any]:
     """Write study.json exclusively (first process wins) or check that the existing one matches."""
     path = out / "study.json"
+    if not path.exists() and ((out / "config.json").exists() or (out / "result.json").exists()):
+        raise StudyError(f"{out} is a single-run directory (poolstride train), not a study; use another --out")
     if not path.exists():
         fd, tmp = tempfile_in(out, "study.json")
         with os.fdopen(fd, "w") as f:

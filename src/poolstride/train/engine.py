@@ -330,6 +330,8 @@ def train_run(
             rdir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunError(f"cannot create run directory {rdir}: {e.strerror or e}") from None
+        if (rdir / "study.json").exists():
+            raise RunError(f"{rdir} is a study directory (poolstride compare), not a run; use another --out")
         cpath = rdir / "config.json"
         if cpath.exists():
             try:
