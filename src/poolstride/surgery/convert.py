@@ -734,6 +734,10 @@ def convert_detailed(
     needs_graph = any(p.site.via == "fx" for p in plans)
     if needs_graph:
         new_model: nn.Module = _rewrite_graph(model, ana, plans)
+        warns.append(
+            f"functional sites changed: the result is a torch.fx GraphModule traced in "
+            f"{'training' if model.training else 'eval'} mode (Python branches on self.training are fixed to it)"
+        )
     else:
         new_model = copy.deepcopy(model)
         for p in plans:
