@@ -30,19 +30,20 @@ from .common import (
     Reproduction,
     Table,
     about_equal,
+    at_chance,
     better,
     chance_floor,
     check_budget,
     combine,
     describe,
     error_of,
-    failed_runs,
     fmt_mean_ci,
     make_recipe,
     paper_estimate,
     per_seed,
     pop_options,
     recipe_text,
+    run_notes,
     split_csv,
     train,
     variant_mean,
@@ -58,12 +59,27 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
         "base": "fast",
         "families": "c",
-        "recipe": {"epochs": 4, "train_subset": 5000, "test_subset": 2000, "shift_images": 500, "augment": False},
+        "recipe": {
+            "epochs": 4,
+            "train_subset": 5000,
+            "test_subset": 2000,
+            "shift_images": 500,
+            "augment": False,
+            "lr": 0.02,
+        },
         "seeds": 3,
     },
     "paper": {"base": "paper", "families": "a,b,c", "recipe": {"shift_images": 2000}, "seeds": 3},
 }
 OPTIONS = {"families": None, "margin": 1.0}
+DEAD_NOTE = (
+    "All-CNN runs at chance level: as in the paper, the 10-way class conv is followed by a ReLU. Early in "
+    "training the cross-entropy gradient pushes every non-target logit down; once all ten are negative for every "
+    "input the ReLU passes no gradient and the net is dead (loss stuck at ln 10). With dropout in train mode the "
+    "initial logits are large (loss ~11, gradient norm ~100 at step 0 for Model C), which makes this likely: in "
+    "sanity runs here Model C died at lr 0.1, 0.02, 0.01 and 0.002 (SGD) and with AdamW. The paper does not "
+    "give its initialisation; a smaller init, gradient clipping or dropping that ReLU avoids it."
+)
 
 
 def variant_name(family: str, variant: str) -> str:
@@ -212,9 +228,9 @@ def summarise(t: Any, families: list[str], budget: str, margin: float) -> Reprod
             est["text"]
         )
     notes = [recipe_text(t.recipe, t.dataset)]
-    failed = failed_runs(summ)
-    if failed:
-        notes.append("failed runs: " + "; ".join(failed))
+    notes += run_notes(summ, floor)
+    if at_chance(summ, floor):
+        notes.append(DEAD_NOTE)
     if budget == "quick":
         notes.append(
             "quick budget: a short, scaled recipe; absolute errors are far above the paper's (which trains 350 "

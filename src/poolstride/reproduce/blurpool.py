@@ -37,7 +37,6 @@ from .common import (
     combine,
     dataset_label,
     describe,
-    failed_runs,
     fmt_duration,
     fmt_mean_ci,
     make_recipe,
@@ -46,6 +45,7 @@ from .common import (
     per_seed,
     pop_options,
     recipe_text,
+    run_notes,
     split_csv,
     train,
     variant_mean,
@@ -199,9 +199,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
         f"paper budget: He et al. 2016 CIFAR recipe, {PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images per run",
     )  # fmt: skip
     notes = [recipe_text(t.recipe, t.dataset)]
-    failed = failed_runs(summ)
-    if failed:
-        notes.append("failed runs: " + "; ".join(failed))
+    notes += run_notes(summ, floor)
     notes.append(
         "The CIFAR shift test (up to 4 px on 32 px images, reflect fill) differs from Zhang's ImageNet test (two "
         "224 crops of a 256 image, offsets 0-31): compare directions, not values."

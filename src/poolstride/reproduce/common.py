@@ -390,6 +390,31 @@ def recipe_text(recipe: Any, ds: Any = None) -> str:
     )
 
 
+def at_chance(summary: dict[str, Any], floor: float) -> list[str]:
+    """Finished runs whose test accuracy stayed at chance level (``<= floor``): the net did not learn."""
+    return [
+        f"{r.get('variant')}/seed{r.get('seed')}"
+        for r in summary.get("runs", [])
+        if r.get("status") == "ok" and r.get("acc") is not None and float(r["acc"]) <= floor
+    ]
+
+
+def run_notes(summary: dict[str, Any], floor: float) -> list[str]:
+    """Notes on failed runs and runs that stayed at chance level."""
+    notes = []
+    failed = failed_runs(summary)
+    if failed:
+        notes.append("failed runs: " + "; ".join(failed))
+    stuck = at_chance(summary, floor)
+    if stuck:
+        n = sum(1 for r in summary.get("runs", []) if r.get("status") == "ok")
+        notes.append(
+            f"{len(stuck)} of {n} runs ended at chance level (test accuracy <= {floor:g} %), i.e. did not learn: "
+            + ", ".join(stuck)
+        )
+    return notes
+
+
 def failed_runs(summary: dict[str, Any]) -> list[str]:
     return [
         f"{r.get('variant')}/seed{r.get('seed')}: {r.get('reason')}"
@@ -616,6 +641,7 @@ __all__ = [
     "RECIPE_OVERRIDES",
     "Training",
     "about_equal",
+    "at_chance",
     "better",
     "check_budget",
     "chance_floor",
@@ -636,6 +662,7 @@ __all__ = [
     "per_seed",
     "pop_options",
     "render_markdown",
+    "run_notes",
     "run_study",
     "split_csv",
     "variant_mean",

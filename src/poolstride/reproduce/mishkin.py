@@ -19,7 +19,7 @@ from typing import Any
 
 from . import papers
 from .allcnn import BUDGETS as ALLCNN_BUDGETS
-from .allcnn import PAPER_EPOCHS, PAPER_N_TRAIN
+from .allcnn import DEAD_NOTE, PAPER_EPOCHS, PAPER_N_TRAIN
 from .common import (
     COMMON,
     RECIPE_OVERRIDES,
@@ -27,12 +27,12 @@ from .common import (
     Reproduction,
     Table,
     about_equal,
+    at_chance,
     better,
     chance_floor,
     check_budget,
     dataset_label,
     describe,
-    failed_runs,
     fmt_mean_ci,
     make_recipe,
     not_worse,
@@ -40,6 +40,7 @@ from .common import (
     per_seed,
     pop_options,
     recipe_text,
+    run_notes,
     train,
     variant_mean,
 )
@@ -131,9 +132,9 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
         f"paper budget: the All-CNN paper recipe ({PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images) per run",
     )  # fmt: skip
     notes = [recipe_text(t.recipe, t.dataset)]
-    failed = failed_runs(summ)
-    if failed:
-        notes.append("failed runs: " + "; ".join(failed))
+    notes += run_notes(summ, floor)
+    if model.startswith("allcnn-") and at_chance(summ, floor):
+        notes.append(DEAD_NOTE)
     return Reproduction(
         NAME,
         TITLE,

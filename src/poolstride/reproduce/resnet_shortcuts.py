@@ -46,13 +46,13 @@ from .common import (
     dataset_label,
     describe,
     error_of,
-    failed_runs,
     fmt_mean_ci,
     make_recipe,
     paper_estimate,
     per_seed,
     pop_options,
     recipe_text,
+    run_notes,
     split_csv,
     train,
     variant_mean,
@@ -352,9 +352,7 @@ def summarise(
         est["seconds"] *= 1 + 125.5 / 40.6  # ResNet-56 costs ~3.1x ResNet-20 per image (MACs)
         est["text"] = "about " + _dur(est["seconds"]) + " with ResNet-56 added (scaled by MACs): " + str(est["text"])
     notes = [recipe_text(t.recipe, t.dataset)]
-    failed = failed_runs(summ)
-    if failed:
-        notes.append("failed runs: " + "; ".join(failed))
+    notes += run_notes(summ, floor)
     if budget == "quick":
         notes.append("quick budget: absolute errors are far above the paper's; compare the variants with each other.")
     return Reproduction(
