@@ -105,6 +105,7 @@ def test_training_protocol_end_to_end_tiny(tmp_path):
     r = reproduce.run("resnet-shortcuts", shortcuts="A,B,fish", gradflow_depths="20", **kw)
     assert r.name == "resnet-shortcuts" and r.budget["seeds"] == 2 and r.budget["recipe"]["epochs"] == 1
     assert (tmp_path / "study" / "summary.json").exists()
+    assert json.loads((tmp_path / "study" / "reproduction.json").read_text())["name"] == "resnet-shortcuts"
     acc = r.tables[0]
     assert [row[0] for row in acc.rows] == ["ResNet-20"] * 3 and acc.rows[0][2] == 8.75
     assert all("(n=2)" in row[3] for row in acc.rows)

@@ -77,7 +77,25 @@ def run(name: str, budget: str = "quick", **kwargs: Any) -> Reproduction:
     directory), ``device``, ``threads``, ``report`` (write the study's HTML report), ``callback``, and recipe
     overrides ``epochs``, ``train_subset``, ``test_subset``, ``batch_size``, ``lr``.
     """
-    return get(name).load().run(budget, **kwargs)
+    rep: Reproduction = get(name).load().run(budget, **kwargs)
+    if rep.study_dir:
+        _save(rep)
+    return rep
+
+
+def _save(rep: Reproduction) -> None:
+    """Keep the result next to the study: STUDY_DIR/reproduction.{json,md} (atomic writes)."""
+    import json
+    from pathlib import Path
+
+    from ..train import io as tio
+
+    d = Path(str(rep.study_dir))
+    try:
+        tio.write_text(d / "reproduction.json", json.dumps(rep.to_dict(), indent=2, default=str) + "\n")
+        tio.write_text(d / "reproduction.md", rep.markdown())
+    except OSError:
+        pass  # the study itself is saved; the summary is printed anyway
 
 
 __all__ = [
