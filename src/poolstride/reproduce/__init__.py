@@ -39,24 +39,48 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
-        Protocol("allcnn", "poolstride.reproduce.allcnn",
-                 "All-CNN Table 3: families A/B/C x base, strided, convpool, all-cnn on CIFAR-10",
-                 "Springenberg et al. 2015", True, ("families",)),
-        Protocol("resnet-shortcuts", "poolstride.reproduce.resnet_shortcuts",
-                 "CIFAR ResNet-20/56 with shortcuts A, B, D, fish: accuracy and gradient flow",
-                 "He et al. 2016; He et al. 2019; Sun et al. 2018", True, ("depths", "shortcuts", "gradflow")),
-        Protocol("stem", "poolstride.reproduce.stem",
-                 "ResNet stem 7x7/2 vs 7x7/1 + pool vs deep vs s2d: MACs, latency, RF (analytic, no training)",
-                 "the question; He et al. 2016; Bag of Tricks; TResNet", False,
-                 ("models", "latency", "repeats")),
-        Protocol("blurpool", "poolstride.reproduce.blurpool",
-                 "max vs max + blur (sizes 2-5): accuracy and shift-consistency on CIFAR-10",
-                 "Zhang 2019", True, ("model", "sizes")),
-        Protocol("mishkin-pooling", "poolstride.reproduce.mishkin",
-                 "max / avg / strided / max+avg / stochastic pooling at CIFAR scale (optional)",
-                 "Mishkin et al. 2017", True, ("model",)),
+        Protocol(
+            "allcnn",
+            "poolstride.reproduce.allcnn",
+            "All-CNN Table 3: families A/B/C x base, strided, convpool, all-cnn on CIFAR-10",
+            "Springenberg et al. 2015",
+            True,
+            ("families",),
+        ),
+        Protocol(
+            "resnet-shortcuts",
+            "poolstride.reproduce.resnet_shortcuts",
+            "CIFAR ResNet-20/56 with shortcuts A, B, D, fish: accuracy and gradient flow",
+            "He et al. 2016; He et al. 2019; Sun et al. 2018",
+            True,
+            ("depths", "shortcuts", "gradflow"),
+        ),
+        Protocol(
+            "stem",
+            "poolstride.reproduce.stem",
+            "ResNet stem 7x7/2 vs 7x7/1 + pool vs deep vs s2d: MACs, latency, RF (analytic, no training)",
+            "the question; He et al. 2016; Bag of Tricks; TResNet",
+            False,
+            ("models", "latency", "repeats"),
+        ),
+        Protocol(
+            "blurpool",
+            "poolstride.reproduce.blurpool",
+            "max vs max + blur (sizes 2-5): accuracy and shift-consistency on CIFAR-10",
+            "Zhang 2019",
+            True,
+            ("model", "sizes"),
+        ),
+        Protocol(
+            "mishkin-pooling",
+            "poolstride.reproduce.mishkin",
+            "max / avg / strided / max+avg / stochastic pooling at CIFAR scale (optional)",
+            "Mishkin et al. 2017",
+            True,
+            ("model",),
+        ),
     )
-}  # fmt: skip
+}
 
 
 def names() -> list[str]:

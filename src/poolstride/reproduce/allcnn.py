@@ -211,17 +211,20 @@ def summarise(t: Any, families: list[str], budget: str, margin: float) -> Reprod
             "RF",
             "shift-consistency % [CI]",
             "train images/s",
-        ],  # fmt: skip
+        ],
         rows,
         "paper: Table 3, no augmentation [S]. ours: 100 - test accuracy per seed; CI = 95% t interval over seeds "
         "(poolstride.report.stats). Ordering verdicts use paired seed differences.",
     )
     n_train = PAPER_N_TRAIN
     est = paper_estimate(
-        {k: v for k, v in ips.items()}, PAPER_EPOCHS, n_train, max(3, t.seeds),
+        {k: v for k, v in ips.items()},
+        PAPER_EPOCHS,
+        n_train,
+        max(3, t.seeds),
         f"paper budget: families A, B, C x 4 variants x {max(3, t.seeds)} seeds x {PAPER_EPOCHS} epochs x "
         f"{n_train} images; the variants measured here stand in for the families not run",
-    )  # fmt: skip
+    )
     if est.get("seconds") is not None and len(families) < 3:
         est["seconds"] *= 3 / len(families)
         est["text"] = f"about {_dur(est['seconds'])} (scaled from the {len(families)} family(ies) measured): " + str(

@@ -27,6 +27,7 @@ from . import papers
 from .common import (
     COMMON,
     RECIPE_OVERRIDES,
+    UNSURE,
     Check,
     ReproduceError,
     Reproduction,
@@ -94,6 +95,18 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     return summarise(t, model, sizes, budget, float(opts["margin"]))
 
 
+def _consistent(
+    a: str, b: str, cons: dict[str, dict[int, float]], acc: dict[str, dict[int, float]], floor: float, claim: str
+) -> Check:
+    """``a`` more shift-consistent than ``b``; a net at chance accuracy predicts one class everywhere and is
+    trivially consistent, so that case cannot tell."""
+    for v in (a, b):
+        va = acc.get(v, {})
+        if va and sum(va.values()) / len(va) <= floor:
+            return Check(claim, SOURCE, UNSURE, f"{v} is at chance accuracy: its consistency means nothing")
+    return better(a, cons.get(a, {}), b, cons.get(b, {}), claim, SOURCE)
+
+
 def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) -> Reproduction:
     summ = t.summary
     acc = per_seed(summ, "acc")
@@ -135,7 +148,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
             "MACs",
             "other ops",
             "train images/s",
-        ],  # fmt: skip
+        ],
         rows,
         "paper: ResNet-50 on ImageNet, top-1 accuracy and consistency of two random crops (adobe/antialiased-cnns, "
         "2019 README) [P]; only the direction carries over to CIFAR-10. ours: consistency = % of test images whose "
@@ -143,15 +156,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
     )
     blur = [k for k in sizes]
     c_parts = [
-        better(
-            f"blur-{k}",
-            cons.get(f"blur-{k}", {}),
-            "max",
-            cons.get("max", {}),
-            f"blur-{k} is more shift-consistent than max",
-            SOURCE,
-        )  # fmt: skip
-        for k in blur
+        _consistent(f"blur-{k}", "max", cons, acc, floor, f"blur-{k} is more shift-consistent than max") for k in blur
     ]
     nw_parts = [
         not_worse(
@@ -163,7 +168,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
             f"blur-{k} is not less accurate than max (margin {margin:g} pt)",
             SOURCE,
             floor=floor,
-        )  # fmt: skip
+        )
         for k in blur
     ]
     a_parts = [
@@ -175,7 +180,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
             f"blur-{k} is more accurate than max",
             SOURCE,
             floor=floor,
-        )  # fmt: skip
+        )
         for k in blur
     ]
     checks: list[Check] = [
@@ -185,19 +190,15 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
     ]
     if 2 in sizes and 5 in sizes:
         checks.append(
-            better(
-                "blur-5",
-                cons.get("blur-5", {}),
-                "blur-2",
-                cons.get("blur-2", {}),
-                "A larger filter is more consistent (Bin-5 vs Rect-2)",
-                SOURCE,
-            )  # fmt: skip
+            _consistent("blur-5", "blur-2", cons, acc, floor, "A larger filter is more consistent (Bin-5 vs Rect-2)")
         )
     est = paper_estimate(
-        {k: v for k, v in ips.items()}, PAPER_EPOCHS, PAPER_N_TRAIN, max(3, t.seeds),
+        {k: v for k, v in ips.items()},
+        PAPER_EPOCHS,
+        PAPER_N_TRAIN,
+        max(3, t.seeds),
         f"paper budget: He et al. 2016 CIFAR recipe, {PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images per run",
-    )  # fmt: skip
+    )
     notes = [recipe_text(t.recipe, t.dataset)]
     notes += run_notes(summ, floor)
     notes.append(

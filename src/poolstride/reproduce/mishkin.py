@@ -102,7 +102,7 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
         better("max", a("max", {}), "avg", a("avg", {}), "max pooling beats average pooling", SOURCE, floor=floor),
         better(
             "max", a("max", {}), "stochastic", a("stochastic", {}), "max beats stochastic pooling", SOURCE, floor=floor
-        ),  # fmt: skip
+        ),
         not_worse(
             "max+avg",
             a("max+avg", {}),
@@ -112,7 +112,7 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
             f"max + avg is not worse than max (margin {margin:g} pt)",
             SOURCE,
             floor=floor,
-        ),  # fmt: skip
+        ),
     ]
     if "strided" in acc:
         checks.append(
@@ -125,12 +125,15 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
                 f"strided convs ~ max pooling (within +-{margin:g} pt)",
                 SOURCE,
                 floor=floor,
-            )  # fmt: skip
+            )
         )
     est = paper_estimate(
-        {k: v for k, v in ips.items()}, PAPER_EPOCHS, PAPER_N_TRAIN, max(3, t.seeds),
+        {k: v for k, v in ips.items()},
+        PAPER_EPOCHS,
+        PAPER_N_TRAIN,
+        max(3, t.seeds),
         f"paper budget: the All-CNN paper recipe ({PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images) per run",
-    )  # fmt: skip
+    )
     notes = [recipe_text(t.recipe, t.dataset)]
     notes += run_notes(summ, floor)
     if model.startswith("allcnn-") and at_chance(summ, floor):

@@ -222,7 +222,7 @@ def summarise(
             "shift-consistency %",
             "trained grad first/last",
             "train images/s",
-        ],  # fmt: skip
+        ],
         rows,
         "paper: He et al. 2016 Table 6 (option A only) [P]. 'trained grad first/last': weight-gradient norm of the "
         "first conv / the classifier at the last training step.",
@@ -266,7 +266,7 @@ def summarise(
                     f"ResNet-{d}: B beats A",
                     SRC_HE3,
                     floor=floor,
-                )  # fmt: skip
+                )
             )
         if "D" in shortcuts and "B" in shortcuts:
             parts_db.append(
@@ -278,7 +278,7 @@ def summarise(
                     f"ResNet-{d}: D beats B",
                     SRC_BOT,
                     floor=floor,
-                )  # fmt: skip
+                )
             )
         if "fish" in shortcuts and "B" in shortcuts:
             parts_fish_acc.append(
@@ -290,7 +290,7 @@ def summarise(
                     f"ResNet-{d}: fish beats B on accuracy",
                     SRC_FISH,
                     floor=floor,
-                )  # fmt: skip
+                )
             )
     for gd in sorted({int(v.split(":")[0].removeprefix("resnet")) for v in gf}):
         fv, bv = vname(gd, "fish"), vname(gd, "B")
@@ -304,7 +304,7 @@ def summarise(
                     f"ResNet-{gd}: fish passes more gradient than B",
                     SRC_FISH,
                     unit="log10",
-                )  # fmt: skip
+                )
             )
     if parts_ab:
         checks.append(combine("Projection shortcuts (B) are better than zero-padded identity (A)", SRC_HE3, parts_ab))
@@ -332,7 +332,7 @@ def summarise(
                 "ResNet-56 beats ResNet-20 (option A)",
                 SRC_HE6,
                 floor=floor,
-            )  # fmt: skip
+            )
         )
     if 20 in depths and "A" in shortcuts:
         claim = "ResNet-20 (A) reaches 8.75% error (within 3 pt: the JPEG copy costs 2-3 pt)"
@@ -345,9 +345,12 @@ def summarise(
             ok = abs(e["mean"] - papers.value("resnet20/A/error")) <= 3.0
             checks.append(Check(claim, SRC_HE6, "holds" if ok else "does not hold", f"ours {fmt_mean_ci(e)}"))
     est = paper_estimate(
-        {k: v for k, v in ips.items()}, PAPER_EPOCHS, PAPER_N_TRAIN, max(3, t.seeds),
+        {k: v for k, v in ips.items()},
+        PAPER_EPOCHS,
+        PAPER_N_TRAIN,
+        max(3, t.seeds),
         f"paper budget: {PAPER_EPOCHS} epochs (64k iterations at batch 128) x {PAPER_N_TRAIN} images per run",
-    )  # fmt: skip
+    )
     if est.get("seconds") and 56 not in depths:
         est["seconds"] *= 1 + 125.5 / 40.6  # ResNet-56 costs ~3.1x ResNet-20 per image (MACs)
         est["text"] = "about " + _dur(est["seconds"]) + " with ResNet-56 added (scaled by MACs): " + str(est["text"])

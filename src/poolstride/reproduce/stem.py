@@ -187,7 +187,7 @@ def run(
                     "params (M)",
                     "stem ms",
                     "model ms",
-                ],  # fmt: skip
+                ],
                 trs,
                 note,
             )
