@@ -97,7 +97,7 @@ def test_convert_errors_are_one_line_exit_2(capsys, args, needle):
 
 
 def test_untraceable_model_without_sites_exits_2(capsys):
-    rc, _, err = run(capsys, "convert", "tests.test_surgery:Hopeless", "-p", "pool->conv", "--input", "8")
+    rc, _, err = run(capsys, "convert", "test_surgery:Hopeless", "-p", "pool->conv", "--input", "8")
     assert rc == 2 and "cannot be traced" in err and "Traceback" not in err
 
 

@@ -77,7 +77,7 @@ def test_builtin_pool_models_export(name, policy, tmp_path):
 
 
 def test_rewritten_graph_module_exports(tmp_path):
-    from tests.test_surgery import FuncNet
+    from test_surgery import FuncNet  # tests/ is on sys.path (pytest rootdir-relative imports)
 
     torch.manual_seed(0)
     m = convert(FuncNet(), "pool->conv(k=3)", (3, 16, 16))
