@@ -197,12 +197,21 @@ def definition(
     }
 
 
-def auto_name(defn: dict[str, Any]) -> str:
-    h = hashlib.sha1(json.dumps(defn, sort_keys=True).encode()).hexdigest()[:8]
-    return slugify(f"{defn['model']}-{defn['dataset']}-{defn['recipe']['name']}") + f"-{h}"
-
-
 _KEYS = ("model", "dataset", "recipe", "variants", "seeds")
+
+
+def _key(defn: dict[str, Any], k: str) -> Any:
+    """A definition entry as compared on resume (the recipe's free-text ``notes`` do not count)."""
+    v = defn.get(k)
+    if k == "recipe" and isinstance(v, dict):
+        return {a: b for a, b in v.items() if a != "notes"}
+    return v
+
+
+def auto_name(defn: dict[str, Any]) -> str:
+    key = {k: _key(defn, k) for k in _KEYS}
+    h = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    return slugify(f"{defn['model']}-{defn['dataset']}-{defn['recipe']['name']}") + f"-{h}"
 
 
 def _check_writable(path: Path) -> None:
@@ -236,7 +245,7 @@ def _create_or_check_study(out: Path, study: dict[str, Any]) -> dict[str, Any]:
         raise StudyError(f"{path} is unreadable or corrupted ({e}); use another --out") from None
     if not isinstance(old, dict) or old.get("schema") != SCHEMA:
         raise StudyError(f"{out} holds something else than a poolstride study ({path.name}); use another --out")
-    diff = [k for k in _KEYS if old.get(k) != study.get(k)]
+    diff = [k for k in _KEYS if _key(old, k) != _key(study, k)]
     if diff:
         detail = "; ".join(_describe(k, old.get(k), study.get(k)) for k in diff)
         raise StudyError(

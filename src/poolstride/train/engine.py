@@ -264,7 +264,10 @@ def run_config(spec: RunSpec, recipe: Recipe, dataset_name: str, device: torch.d
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a run config that must match for a run directory to be resumed (device may change)."""
-    return {k: v for k, v in cfg.items() if k not in ("device",)}
+    out = {k: v for k, v in cfg.items() if k not in ("device",)}
+    if isinstance(out.get("recipe"), dict):
+        out["recipe"] = {k: v for k, v in out["recipe"].items() if k != "notes"}
+    return out
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
