@@ -95,3 +95,18 @@ def test_every_torchvision_classification_model_converts_or_says_why():
             assert r.reason, (r.model, r.policy)
         if r.changed:
             assert r.converted_out == r.model_out
+
+
+def test_shortcuts_are_told_apart_by_the_graph():
+    from poolstride import sites
+
+    kinds = {s.path: s.kind for s in sites(tvm.get_model("resnet50", weights=None), (3, 64, 64))}
+    assert kinds["conv1"] == "stem" and kinds["maxpool"] == "pool"
+    for i in (2, 3, 4):
+        assert kinds[f"layer{i}.0.conv2"] == "conv" and kinds[f"layer{i}.0.downsample.0"] == "shortcut"
+    reg = {s.path: s.kind for s in sites(tvm.get_model("regnet_y_400mf", weights=None), (3, 64, 64))}
+    assert reg["trunk_output.block2.block2-0.proj.0"] == "shortcut"
+    assert reg["trunk_output.block2.block2-0.f.b.0"] == "conv"
+    timm = pytest.importorskip("timm")
+    d = {s.path: (s.kind, s.type) for s in sites(timm.create_model("resnet50d", pretrained=False), (3, 64, 64))}
+    assert d["layer2.0.downsample.0"] == ("shortcut", "avg")  # ResNet-D's pool sits on the shortcut
