@@ -12,16 +12,19 @@ import typer
 
 from .. import __version__
 from ..errors import PoolstrideError
-from . import models_cmd as _models_cmd  # noqa: F401,E402
-from . import inspect_cmd as _inspect_cmd  # noqa: F401,E402
-
-# Subcommand modules register themselves on `app` when imported (order = order in --help).
-from . import ops_cmd as _ops_cmd  # noqa: F401,E402
-from . import compare_cmd as _compare_cmd  # noqa: F401,E402
-from . import convert_cmd as _convert_cmd  # noqa: F401,E402
-from . import report_cmd as _report_cmd  # noqa: F401,E402
-from . import reproduce_cmd as _reproduce_cmd  # noqa: F401,E402
 from .common import app, console, err_console
+
+# Subcommand modules register themselves on `app` when imported; this order is the order in --help.
+# isort: off
+from . import compare_cmd as _compare_cmd  # noqa: F401,E402  (compare, train)
+from . import report_cmd as _report_cmd  # noqa: F401,E402
+from . import ops_cmd as _ops_cmd  # noqa: F401,E402
+from . import models_cmd as _models_cmd  # noqa: F401,E402
+from . import inspect_cmd as _inspect_cmd  # noqa: F401,E402  (inspect, cost, explain, gradflow)
+from . import convert_cmd as _convert_cmd  # noqa: F401,E402
+from . import reproduce_cmd as _reproduce_cmd  # noqa: F401,E402
+
+# isort: on
 
 
 def _version(value: bool) -> None:
@@ -60,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:
         # click usage errors (typer vendors click, so match by interface, not by class)
-        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):
+        code = getattr(e, "exit_code", None)
+        if hasattr(e, "show") and isinstance(code, int):
             e.show()
-            return int(e.exit_code)
+            return code
         raise
     return 0
 

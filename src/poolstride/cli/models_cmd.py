@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -17,7 +19,7 @@ def models_command(
 ) -> None:
     """List the built-in model families with their sites and default operators."""
     names = [name] if name else models.names()
-    out = []
+    out: list[dict[str, Any]] = []
     for n in names:
         entry = models.get_entry(n)
         m = models.build(n, downsample=downsample)
@@ -45,9 +47,9 @@ def models_command(
             by_kind: dict[str, list[str]] = {}
             for s in r["sites"]:
                 by_kind.setdefault(s["kind"], []).append(s["op"])
-            sites = "\n".join(f"{len(v)} {k}: {', '.join(dict.fromkeys(v))}" for k, v in by_kind.items())
+            site_text = "\n".join(f"{len(v)} {k}: {', '.join(dict.fromkeys(v))}" for k, v in by_kind.items())
             opts = "; ".join(f"{k}={'|'.join(v)}" for k, v in r["options"].items()) or "-"
-            t.add_row(r["name"], r["family"], r["input"], f"{r['params']:,}", sites, opts)
+            t.add_row(r["name"], r["family"], r["input"], f"{r['params']:,}", site_text, opts)
         console.print(t)
         return
     r = out[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -14,7 +16,7 @@ def ops_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the downsampling operators: name, arguments, learnable, params formula, ONNX export, source."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in ops.infos():
         args = ", ".join(f"{p.name}={p.default}" for p in info.params) or "-"
         rows.append(

@@ -93,8 +93,12 @@ class ImageNetResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        cfg = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3)),
-               101: (Bottleneck, (3, 4, 23, 3))}  # fmt: skip
+        cfg: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, ...]]] = {
+            18: (BasicBlock, (2, 2, 2, 2)),
+            34: (BasicBlock, (3, 4, 6, 3)),
+            50: (Bottleneck, (3, 4, 6, 3)),
+            101: (Bottleneck, (3, 4, 23, 3)),
+        }
         if depth not in cfg:
             raise ModelError(f"ImageNet ResNet depth must be one of {sorted(cfg)}, got {depth}")
         if stem not in STEMS:

@@ -72,5 +72,5 @@ def match(identity: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Resize the shortcut to the main path when a learnable-stride operator (diffstride) made their
     spatial sizes differ; a no-op otherwise."""
     if identity.shape[-2:] != out.shape[-2:]:
-        identity = F.adaptive_avg_pool2d(identity, out.shape[-2:])
+        identity = F.adaptive_avg_pool2d(identity, (int(out.shape[-2]), int(out.shape[-1])))
     return identity

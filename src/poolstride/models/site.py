@@ -163,12 +163,12 @@ def apply_downsample(
         for _, m in sites:
             if m.kind in kinds:
                 m.set_op(spec)
-    for pattern, spec in (overrides or {}).items():
+    for pattern, override in (overrides or {}).items():
         hits = [(n, m) for n, m in sites if n == pattern or fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             raise SiteError(f"override {pattern!r} matches no site; sites are: {', '.join(n for n, _ in sites)}")
         for n, m in hits:
             if not m.swappable:
                 raise SiteError(f"site {n!r} is a {m.kind} site; set it with the model's shortcut option")
-            m.set_op(spec)
+            m.set_op(override)
     return model
