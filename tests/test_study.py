@@ -217,3 +217,35 @@ def test_cli_train_single_run(npz_dataset, tmp_path, capsys):
         from poolstride.train import get_recipe
 
         get_recipe("fast", epochs=0)
+
+
+CONCURRENT = textwrap.dedent(
+    """
+    import sys, torch
+    torch.set_num_threads(1)
+    from poolstride.study import compare
+    from poolstride.train import synthetic
+    ds = synthetic(n_train=96, n_test=32, num_classes=3, size=16, seed=0)
+    started = []
+    compare(dataset=ds, variants="max,avg,blur,conv", seeds=[0, 1], out=sys.argv[1], epochs=1, batch_size=32,
+            shift_images=16, report=False,
+            callback=lambda e, **k: started.append(f"{k['variant']}/{k['seed']}") if e == "run_start" else None)
+    print("STARTED", " ".join(started))
+    """
+)
+
+
+def test_two_unsharded_processes_share_a_study_without_duplicates(tmp_path):
+    script = tmp_path / "c.py"
+    script.write_text(CONCURRENT)
+    out = tmp_path / "study"
+    procs = [subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    started = []
+    for p in procs:
+        stdout, _ = p.communicate(timeout=180)
+        assert p.returncode == 0
+        started += next(x for x in stdout.splitlines() if x.startswith("STARTED")).split()[1:]
+    assert sorted(started) == sorted(f"{v}/{s}" for v in ("max", "avg", "blur", "conv") for s in (0, 1))
+    assert json.loads((out / "summary.json").read_text())["complete"]
+    assert not list(out.rglob(".lock"))
