@@ -173,7 +173,10 @@ def compare_command(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Override the recipe's batch size."),
     lr: float = typer.Option(None, "--lr", help="Override the recipe's learning rate."),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="torch CPU threads (default: one per core, 1 on an oversubscribed machine)."
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads (default 1: same numbers on every machine; raise it for big models).",
     ),
     amp: str = typer.Option(None, "--amp", help="Override the recipe's autocast: auto, native, bf16, off."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
