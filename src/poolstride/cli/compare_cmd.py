@@ -166,6 +166,7 @@ def compare_command(
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d", help="Dataset name (textures, cifar10, npz:PATH...)."),
     data_dir: str = typer.Option(None, "--data-dir", help="Where on-disk datasets live."),
+    download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
     recipe: str = typer.Option("demo", "--recipe", "-r", help="Training recipe: demo, fast, paper, adamw."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     out: Path = typer.Option(None, "--out", "-o", help="Study directory (default ./runs/<auto name>)."),
@@ -199,6 +200,7 @@ def compare_command(
             epochs=epochs,
             dataset=dataset,
             data_dir=data_dir,
+            download=download,
             recipe=recipe,
             device=device,
             out=out,
@@ -239,6 +241,7 @@ def train_command(
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d"),
     data_dir: str = typer.Option(None, "--data-dir"),
+    download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
     recipe: str = typer.Option("demo", "--recipe", "-r", help="demo, fast, paper, adamw."),
     device: str = typer.Option("auto", "--device"),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default ./runs/train-<auto name>)."),
@@ -268,7 +271,7 @@ def train_command(
         from ..spec import parse
 
         spec = RunSpec(model, str(parse(downsample)), seed)
-    ds = load_dataset(dataset, data_dir)
+    ds = load_dataset(dataset, data_dir, download=download)
     dev = resolve_device(device, info)
     if out is None:
         key = json.dumps([model, spec.downsample, seed, dataset, rec.to_dict()], sort_keys=True)

@@ -425,6 +425,7 @@ def compare(
     epochs: int | None = None,
     dataset: Any = DEFAULT_DATASET,
     data_dir: str | None = None,
+    download: bool = False,
     recipe: str | Recipe = DEFAULT_RECIPE,
     device: str = "auto",
     out: str | Path | None = None,
@@ -456,7 +457,7 @@ def compare(
     models.get_entry(model)
     vlist = make_variants(model, variants)
     seed_list = parse_seeds(seeds)
-    ds = load_dataset(dataset, data_dir)
+    ds = load_dataset(dataset, data_dir, download=download)
     ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
     dev = resolve_device(device)
     _probe_variants(vlist, ds)
