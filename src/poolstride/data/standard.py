@@ -389,7 +389,9 @@ def load(key: str, data_dir: str | Path | None, download: bool, **opts: Any) -> 
     cache = _bool(opts.get("cache", True), f"{key}: cache")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if data_dir is not None and not root.exists() and not download:
-        raise DataError(f"{key}: data directory {root} does not exist; {_expected(key, root)}, or pass download=True (CLI: --download)")
+        raise DataError(
+            f"{key}: data directory {root} does not exist; {_expected(key, root)}, or pass download=True (CLI: --download)"
+        )
 
     reader = _find(key, root, label)
     if reader is None and key == "svhn":
@@ -407,7 +409,9 @@ def load(key: str, data_dir: str | Path | None, download: bool, **opts: Any) -> 
             return npz.load_path(nd, name=key, cache=cache, meta={"notes": f"{key} read from the npz layout"})
     if reader is None:
         if not download:
-            raise DataError(f"{key}: no dataset files found in {root}; {_expected(key, root)}, or pass download=True (CLI: --download)")
+            raise DataError(
+                f"{key}: no dataset files found in {root}; {_expected(key, root)}, or pass download=True (CLI: --download)"
+            )
         _download(key, root, extra)
         reader = _find(key, root, label)
         if reader is None and key == "svhn":
