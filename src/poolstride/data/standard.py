@@ -390,7 +390,8 @@ def load(key: str, data_dir: str | Path | None, download: bool, **opts: Any) -> 
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if data_dir is not None and not root.exists() and not download:
         raise DataError(
-            f"{key}: data directory {root} does not exist; {_expected(key, root)}, or pass download=True (CLI: --download)"
+            f"{key}: data directory {root} does not exist; {_expected(key, root)}"
+            ", or pass download=True (CLI: --download)"
         )
 
     reader = _find(key, root, label)
@@ -410,7 +411,8 @@ def load(key: str, data_dir: str | Path | None, download: bool, **opts: Any) -> 
     if reader is None:
         if not download:
             raise DataError(
-                f"{key}: no dataset files found in {root}; {_expected(key, root)}, or pass download=True (CLI: --download)"
+                f"{key}: no dataset files found in {root}; {_expected(key, root)}"
+                ", or pass download=True (CLI: --download)"
             )
         _download(key, root, extra)
         reader = _find(key, root, label)
