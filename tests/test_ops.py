@@ -28,15 +28,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These maps are tiny: intra-op threads only add overhead (and contention on a busy CI box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 ALL_SPECS = [s for name in ops.names() for s in [name, *VARIANTS.get(name, [])]]
 SIZES = (32, 31, 7, 2, 1)
 

@@ -29,15 +29,6 @@ from poolstride.surgery.find import probe_input, run_probe
 pytestmark = pytest.mark.filterwarnings("ignore::poolstride.surgery.SurgeryWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on small inputs and shared CPUs, 2+ threads are several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------------------------ test models
 class Block(nn.Module):
     """torchvision-style BasicBlock; the shortcut is called ``side`` so only the graph can tell."""

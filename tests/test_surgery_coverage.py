@@ -24,15 +24,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on small inputs and shared CPUs, 2+ threads are several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 REQUIRED = [
     "resnet18", "resnet50", "vgg11", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "densenet121",
     "efficientnet_b0", "regnet_y_400mf", "shufflenet_v2_x1_0", "convnext_tiny",
