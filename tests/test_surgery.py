@@ -24,6 +24,7 @@ from poolstride.surgery import (
     save_converted,
     sites,
 )
+from poolstride.surgery.coverage import MAIN_POLICIES
 from poolstride.surgery.find import probe_input, run_probe
 
 pytestmark = pytest.mark.filterwarnings("ignore::poolstride.surgery.SurgeryWarning")
@@ -220,16 +221,7 @@ def test_bad_policies_list_the_valid_forms(bad):
 
 
 # ------------------------------------------------------------------------------------ conversion
-MAIN = [
-    "pool->conv(k=3)",
-    "pool->remove+stride-prev",
-    "conv->conv(s=1)+max",
-    "conv->conv(s=1)+blur(size=4)",
-    "max->max(s=1)+blur",
-    "shortcut->avg+1x1",
-    "shortcut->pool+concat",
-    "shortcut->pool+identity",
-]
+MAIN = [*MAIN_POLICIES, "shortcut->pool+identity"]  # the main policies, plus pool + identity
 
 
 @pytest.mark.parametrize("policy", MAIN)

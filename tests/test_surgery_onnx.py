@@ -14,6 +14,7 @@ import torch
 
 from poolstride import models
 from poolstride.surgery import convert
+from poolstride.surgery.coverage import MAIN_POLICIES
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -23,16 +24,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 
-MAIN = [
-    "pool->conv(k=3)",
-    "pool->remove+stride-prev",
-    "conv->conv(s=1)+max",
-    "conv->conv(s=1)+blur(size=4)",
-    "max->max(s=1)+blur",
-    "shortcut->avg+1x1",
-    "shortcut->pool+concat",
-    "shortcut->pool+identity",
-]
+MAIN = [*MAIN_POLICIES, "shortcut->pool+identity"]  # the main policies, plus pool + identity
 
 
 def onnx_max_abs_diff(model: torch.nn.Module, size: tuple[int, int, int], path, scale: list | None = None) -> float:
