@@ -161,3 +161,9 @@ def test_bad_inputs_raise_typed_errors():
         models.build("tiny", overrides={"nope.*": "max"})
     with pytest.raises(SiteError, match="shortcut"):
         models.build("resnet20", overrides={"layer2.0.shortcut": "max"})
+
+
+def test_map_too_small_for_the_operator_is_a_site_error():
+    m = models.build("tiny", downsample="blur(base=max,k=7)").eval()
+    with pytest.raises(SiteError, match="too small"):
+        m(torch.zeros(1, 3, 8, 8))

@@ -76,13 +76,13 @@ def test_output_shape_matches_out_size(spec, stride):
 
 
 def test_min_input_is_tight():
-    """One below min_input fails; min_input itself works."""
+    """One below min_input fails with a SiteError naming the size; min_input itself works."""
     for spec in ALL_SPECS:
         op = build(spec).eval()
         m = op.min_input()
         op(torch.randn(1, 3, m, m))
         if m > 1:
-            with pytest.raises(RuntimeError):
+            with pytest.raises(SiteError, match="too small"):
                 op(torch.randn(1, 3, m - 1, m - 1))
 
 

@@ -44,6 +44,10 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
     a built-in family (``stem=s1pool``...) or for the torchvision/timm/callable constructor;
     ``downsample`` sets every site of a built-in model."""
     opts = dict(options or {})
+    if "downsample" in opts:  # `-o downsample=SPEC` is the same as `downsample=SPEC`
+        if downsample is not None:
+            raise ModelError("downsample given twice (as an option and as --downsample)")
+        downsample = str(opts.pop("downsample"))
     t = text.strip()
     if not t:
         raise ModelError("empty model name")

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="poolstride", standalone_mode=False)
     except PoolstrideError as e:
-        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        # one line: torch.fx and friends append context lines to exceptions raised inside a traced forward
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except typer.Exit as e:
         return e.exit_code

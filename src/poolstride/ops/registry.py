@@ -129,6 +129,8 @@ class Downsample(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
+        # A map smaller than the operator's window is a user error (SiteError), not a deep torch traceback.
+        self.register_forward_pre_hook(_check_input_hook)
 
     @classmethod
     def can_change_channels(cls, spec: OpSpec) -> bool:
@@ -165,6 +167,14 @@ class Downsample(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec}, in={self.in_channels}, out={self.out_channels}, stride={self.stride}"
+
+
+def _check_input_hook(op: Downsample, args: tuple) -> None:
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.dim() >= 2 and not torch.jit.is_tracing():
+        h, w = x.shape[-2], x.shape[-1]
+        if isinstance(h, int) and isinstance(w, int):
+            check_input(op, h, w)
 
 
 def conv_out(n: int, k: int, s: int, p: int, ceil: bool = False) -> int:
