@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,18 @@ def _write(path: Path, text: str) -> None:
 
 def _swap_in(tmp: Path, final: Path) -> None:
     """Replace directory ``final`` by ``tmp`` (two renames; a reader never sees a half-written report)."""
-    for attempt in range(20):
+    for _attempt in range(20):
         old = None
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}-{attempt}")
+            # unique per call: threads of one process share a pid
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
             try:
                 os.replace(final, old)
             except FileNotFoundError:
                 old = None
+            except OSError:
+                time.sleep(0.05)
+                continue
         try:
             os.replace(tmp, final)
         except OSError:
