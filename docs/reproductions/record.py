@@ -1,6 +1,8 @@
 """Run a reproduction and record its Markdown result in its docs page (between the results markers).
 
-    python docs/reproductions/record.py PAGE.md -- poolstride reproduce NAME ... --markdown
+    python docs/reproductions/record.py PAGE.md [--append] -- poolstride reproduce NAME ... --markdown
+
+``--append`` keeps the blocks already recorded and adds this one after them.
 
 The block states when and where it ran, the exact command and the wall time of the whole command (data
 loading included). The command's progress (stderr) goes to PAGE.log next to the page's name in /tmp.
@@ -21,11 +23,13 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def main(argv: list[str]) -> int:
-    if "--" not in argv or argv.index("--") != 1:
+    append = "--append" in argv[: argv.index("--")] if "--" in argv else False
+    head = [a for a in argv[: argv.index("--")] if a != "--append"] if "--" in argv else []
+    if len(head) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    page = Path(argv[0])
-    cmd = argv[2:]
+    page = Path(head[0])
+    cmd = argv[argv.index("--") + 1 :]
     log = Path("/tmp") / (page.stem + ".log")
     start = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -41,7 +45,13 @@ def main(argv: list[str]) -> int:
         f"wall time of the whole command {wall / 60:.1f} min:\n\n```\n{shown}\n```\n\n{proc.stdout.strip()}\n"
     )
     text = page.read_text(encoding="utf-8")
-    new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda m: f"{BEGIN}\n{block}{END}", text, flags=re.S)
+
+    def put(m: re.Match[str]) -> str:
+        old = m.group(1).strip()
+        keep = old + "\n\n" if append and old and not old.startswith("not yet run here") else ""
+        return f"{BEGIN}\n{keep}{block}{END}"
+
+    new = re.sub(re.escape(BEGIN) + r"(.*?)" + re.escape(END), put, text, flags=re.S)
     page.write_text(new, encoding="utf-8")
     print(f"{page}: recorded ({wall:.0f} s)")
     return 0

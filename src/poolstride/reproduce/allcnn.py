@@ -73,12 +73,13 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 OPTIONS = {"families": None, "margin": 1.0}
 DEAD_NOTE = (
-    "All-CNN runs at chance level: as in the paper, the 10-way class conv is followed by a ReLU. Early in "
-    "training the cross-entropy gradient pushes every non-target logit down; once all ten are negative for every "
-    "input the ReLU passes no gradient and the net is dead (loss stuck at ln 10). With dropout in train mode the "
-    "initial logits are large (loss ~11, gradient norm ~100 at step 0 for Model C), which makes this likely: in "
-    "sanity runs here Model C died at lr 0.1, 0.02, 0.01 and 0.002 (SGD) and with AdamW. The paper does not "
-    "give its initialisation; a smaller init, gradient clipping or dropping that ReLU avoids it."
+    "All-CNN runs at chance level: the net collapses to a constant output early in training (loss stuck at "
+    "ln 10, zero gradients). In train mode (dropout scaling, Kaiming init, no batch norm) Model C starts with "
+    "large logits (loss ~11, gradient norm ~100 at step 0), and the first updates kill the ReLUs. In sanity runs "
+    "here Model C collapsed with SGD/Nesterov at lr 0.1, 0.02, 0.01 and 0.002, with AdamW at 1e-3 and 3e-4, "
+    "without dropout, with the final ReLU removed, with a 10x smaller class-conv init, and with gradient clipping "
+    "at norm 1 (30-60 steps each). The paper does not give its initialisation; a fix belongs in the model's "
+    "init (poolstride.models.allcnn), not in this protocol."
 )
 
 
