@@ -6,7 +6,8 @@ placed at the two 3x3/2 pooling sites of All-CNN-C (default; ``model`` = any bui
 
 * ``max`` = max(k=3), ``avg`` = avg(k=3), ``stochastic`` = stochastic(k=3), ``max+avg`` = mixed(alpha=0.5,k=3)
   (half of Mishkin's sum; the scale is absorbed by the next conv), ``strided`` = the pool removed and the conv
-  before it strided (``allcnn-c:strided``, only for All-CNN models).
+  before it strided (``allcnn-c:strided``) on All-CNN models; on a ResNet (``--model resnet20``) the pooling arms
+  replace its strided 3x3 convs by a stride-1 conv + the pool, and ``strided`` is the ResNet as built.
 
 Claims (directions): max beats avg; max beats stochastic; max + avg is not worse than max (margin 1 pt);
 strided ~ max (within 1 pt). Budgets as in ``allcnn`` (``paper`` = the All-CNN paper recipe, since Mishkin's
@@ -65,7 +66,12 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     variants = [f"{n}={s}" for n, s in ARMS.items()]
     if model.startswith("allcnn-"):
         variants.append(f"strided={model}:strided")
-    recipe = make_recipe(b["base"], b["recipe"], overrides)
+    elif model.startswith("resnet"):
+        variants.append("strided=default")  # a ResNet's own sites are strided 3x3 convs
+    fields = dict(b["recipe"])
+    if not model.startswith("allcnn-"):
+        fields.pop("lr", None)  # the All-CNN quick lr (0.02) is for nets without batch norm
+    recipe = make_recipe(b["base"], fields, overrides)
     seeds = int(common.pop("seeds", None) or b["seeds"])
     t = train(NAME, budget, model=model, variants=variants, recipe=recipe, seeds=seeds, **common)
     return summarise(t, model, budget, float(opts["margin"]))
@@ -84,7 +90,7 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
         rows.append(
             [
                 n,
-                ARMS.get(n, f"{model}:strided"),
+                ARMS.get(n, f"{model}:strided" if model.startswith("allcnn-") else f"{model} (strided 3x3 convs)"),
                 p.value if p else None,
                 fmt_mean_ci(describe(acc.get(n, {}))),
                 params.get(n),
