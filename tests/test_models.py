@@ -167,3 +167,11 @@ def test_map_too_small_for_the_operator_is_a_site_error():
     m = models.build("tiny", downsample="blur(base=max,k=7)").eval()
     with pytest.raises(SiteError, match="too small"):
         m(torch.zeros(1, 3, 8, 8))
+
+
+def test_allcnn_bn_and_final_relu_options_from_text():
+    bns = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert bns(models.build("allcnn-c", bn="false")) == 0
+    m = models.build("allcnn-c:all-cnn", bn="true", final_relu="false")
+    assert bns(m) == 8  # 6 stage convs/sites + 2 head convs; none on the class conv
+    assert not isinstance(m.net[-3], torch.nn.ReLU)

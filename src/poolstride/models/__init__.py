@@ -53,7 +53,8 @@ for _f in "abc":
         ModelEntry(
             f"allcnn-{_f}", "All-CNN", f"Springenberg et al. 2015, Model {_f.upper()} and its variants",
             lambda family=_f, **kw: AllCNN(family, **kw), (3, 32, 32), 10,
-            {"variant": VARIANTS, "dropout": ("true", "false")}, {"variant": "base"},
+            {"variant": VARIANTS, "dropout": ("true", "false"), "bn": ("true", "false"),
+             "final_relu": ("true", "false")}, {"variant": "base"},
         )
     )  # fmt: skip
 for _d in (20, 32, 44, 56, 110):
@@ -112,6 +113,8 @@ def build(
         valid = entry.options.get(key)
         if valid is not None and str(value).lower() not in [v.lower() for v in valid]:
             raise ModelError(f"{entry.name}: {key}={value!r} is not valid; expected one of {', '.join(valid)}")
+        if valid == ("true", "false"):  # a boolean option may arrive as text from the command line
+            kwargs[key] = str(value).lower() == "true"
     try:
         model = entry.builder(**kwargs)
     except TypeError as e:
