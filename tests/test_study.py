@@ -249,3 +249,12 @@ def test_two_unsharded_processes_share_a_study_without_duplicates(tmp_path):
     assert sorted(started) == sorted(f"{v}/{s}" for v in ("max", "avg", "blur", "conv") for s in (0, 1))
     assert json.loads((out / "summary.json").read_text())["complete"]
     assert not list(out.rglob(".lock"))
+
+
+def test_model_options_are_part_of_the_variant_definition():
+    from poolstride.study.core import Variant
+
+    plain = Variant("base", "allcnn-c:base", None, "base")
+    assert "model_kwargs" not in plain.to_dict()  # studies without options keep their auto names
+    opt = Variant("base", "allcnn-c:base", None, "base", {"bn": True})
+    assert opt.to_dict()["model_kwargs"] == {"bn": True}

@@ -12,6 +12,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..resolve import parse_options
 from .common import app, console, err_console, print_json
 
 
@@ -165,6 +166,9 @@ def compare_command(
     seeds: str = typer.Option("3", "--seeds", "-s", help="Number of seeds (3), a list (0,1,2) or a range (0-4)."),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d", help="Dataset name (textures, cifar10, npz:PATH...)."),
+    model_opt: list[str] = typer.Option(
+        None, "--model-opt", "-O", help="Model family option KEY=VALUE for every variant, e.g. bn=true (repeat)."
+    ),
     data_dir: str = typer.Option(None, "--data-dir", help="Where on-disk datasets live."),
     download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
     recipe: str = typer.Option("demo", "--recipe", "-r", help="Training recipe: demo, fast, paper, adamw."),
@@ -209,6 +213,7 @@ def compare_command(
             report=not no_report,
             retry_failed=retry_failed,
             threads=threads,
+            model_options=parse_options(model_opt),
             batch_size=batch_size,
             lr=lr,
             amp=amp,

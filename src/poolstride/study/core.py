@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io as _io
 import json
@@ -19,7 +20,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,7 +63,10 @@ class Variant:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "downsample": self.downsample, "slug": self.slug}
+        d: dict[str, Any] = {"name": self.name, "model": self.model, "downsample": self.downsample, "slug": self.slug}
+        if self.model_kwargs:  # only when set, so that studies without options keep their names
+            d["model_kwargs"] = dict(self.model_kwargs)
+        return d
 
 
 def slugify(text: str) -> str:
@@ -434,6 +438,7 @@ def compare(
     report: bool = True,
     retry_failed: bool = False,
     threads: int | None = None,
+    model_options: Mapping[str, Any] | None = None,
     **recipe_overrides: Any,
 ) -> dict[str, Any]:
     """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md).
@@ -456,6 +461,8 @@ def compare(
 
     models.get_entry(model)
     vlist = make_variants(model, variants)
+    if model_options:  # family options (e.g. All-CNN bn=True) apply to every arm alike
+        vlist = [dataclasses.replace(v, model_kwargs=dict(model_options)) for v in vlist]
     seed_list = parse_seeds(seeds)
     ds = load_dataset(dataset, data_dir, download=download)
     ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
