@@ -226,6 +226,7 @@ def run_study(
     threads: int | None,
     callback: Callback | None,
     report: bool,
+    model_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One study through the study engine; resumes when ``out`` already holds the same study."""
     from ..study import compare
@@ -241,6 +242,7 @@ def run_study(
         callback=callback,
         report=report,
         threads=threads,
+        model_options=model_options,
     )
 
 
@@ -320,6 +322,7 @@ def train(
     threads: int | None = None,
     report: bool = False,
     callback: Callback | None = None,
+    model_options: dict[str, Any] | None = None,
 ) -> Training:
     """Load the data (one clear error when CIFAR-10 is missing), run the study, time it."""
     import torch
@@ -347,6 +350,7 @@ def train(
         threads=threads,
         callback=callback,
         report=report,
+        model_options=model_options,
     )
     return Training(summary, ds, recipe, seeds, hw, timer.seconds, str(summary.get("study_dir", out_dir)))
 
