@@ -444,6 +444,20 @@ def _at_floor(a: dict[int, float], b: dict[int, float], floor: float | None) -> 
     return any(v and sum(v.values()) / len(v) <= floor for v in (a, b))
 
 
+def _paired(
+    a_name: str, a: dict[int, float], b_name: str, b: dict[int, float], claim: str, source: str, floor: float | None
+) -> tuple[Check | None, tuple[float, list[float], int]]:
+    """The paired difference ``a - b`` (mean, 95% CI, n), or a ``cannot tell`` check when it cannot be read:
+    a side at chance level, or fewer than 2 paired seeds."""
+    if _at_floor(a, b, floor):
+        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})"), (0.0, [], 0)
+    d = _diff(a, b)
+    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
+    if mean is None or n < 2 or not ci:
+        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})"), (0.0, [], n)
+    return None, (float(mean), list(ci), int(n))
+
+
 def better(
     a_name: str,
     a: dict[int, float],
@@ -456,12 +470,9 @@ def better(
 ) -> Check:
     """Claim: ``a`` is higher than ``b`` (e.g. accuracy). ``floor``: a mean at or below it (chance level)
     makes the check ``cannot tell``."""
-    if _at_floor(a, b, floor):
-        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
-    d = _diff(a, b)
-    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
-    if mean is None or n < 2 or not ci:
-        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    if unsure is not None:
+        return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], n={n}"
     if ci[0] > 0:
         return Check(claim, source, HOLDS, detail)
@@ -482,12 +493,9 @@ def about_equal(
     floor: float | None = None,
 ) -> Check:
     """Claim: ``a`` and ``b`` differ by less than ``margin`` (an equivalence check on the paired CI)."""
-    if _at_floor(a, b, floor):
-        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
-    d = _diff(a, b)
-    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
-    if mean is None or n < 2 or not ci:
-        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    if unsure is not None:
+        return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin +-{margin:g}"
     if -margin <= ci[0] and ci[1] <= margin:
         return Check(claim, source, HOLDS, detail)
@@ -508,12 +516,9 @@ def not_worse(
     floor: float | None = None,
 ) -> Check:
     """Claim: ``a`` is not worse than ``b`` by more than ``margin`` (non-inferiority on the paired CI)."""
-    if _at_floor(a, b, floor):
-        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
-    d = _diff(a, b)
-    mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
-    if mean is None or n < 2 or not ci:
-        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
+    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    if unsure is not None:
+        return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin -{margin:g}"
     if ci[0] > -margin:
         return Check(claim, source, HOLDS, detail)
