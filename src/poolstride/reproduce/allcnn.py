@@ -83,7 +83,6 @@ DEAD_NOTE = (
     "bn=True, final_relu=False, which learns (a 120-step check: loss 2.29 -> 1.64, 41% train-batch accuracy) "
     "but still needs more than a few dozen steps: raise --train-subset and --epochs."
 )
-)
 
 
 def variant_name(family: str, variant: str) -> str:
