@@ -225,7 +225,7 @@ def summarise(t: Any, families: list[str], budget: str, margin: float) -> Reprod
     )
     n_train = PAPER_N_TRAIN
     est = paper_estimate(
-        {k: v for k, v in ips.items()},
+        ips,
         PAPER_EPOCHS,
         n_train,
         max(3, t.seeds),

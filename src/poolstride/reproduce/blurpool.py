@@ -193,7 +193,7 @@ def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) 
             _consistent("blur-5", "blur-2", cons, acc, floor, "A larger filter is more consistent (Bin-5 vs Rect-2)")
         )
     est = paper_estimate(
-        {k: v for k, v in ips.items()},
+        ips,
         PAPER_EPOCHS,
         PAPER_N_TRAIN,
         max(3, t.seeds),

@@ -134,7 +134,7 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
             )
         )
     est = paper_estimate(
-        {k: v for k, v in ips.items()},
+        ips,
         PAPER_EPOCHS,
         PAPER_N_TRAIN,
         max(3, t.seeds),

@@ -345,7 +345,7 @@ def summarise(
             ok = abs(e["mean"] - papers.value("resnet20/A/error")) <= 3.0
             checks.append(Check(claim, SRC_HE6, "holds" if ok else "does not hold", f"ours {fmt_mean_ci(e)}"))
     est = paper_estimate(
-        {k: v for k, v in ips.items()},
+        ips,
         PAPER_EPOCHS,
         PAPER_N_TRAIN,
         max(3, t.seeds),
