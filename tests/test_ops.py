@@ -116,6 +116,20 @@ def test_blur_max_has_the_shape_of_the_max_pool_it_replaces():
     assert all(blur.out_size(n) == mx.out_size(n) for n in range(2, 70))
 
 
+@pytest.mark.parametrize("spec", ["blur(base=avg)", "blur(base=avg,size=5)"])
+def test_blur_under_bf16_autocast_keeps_dtype_and_value(spec):
+    # the depthwise blur runs in fp32 under CPU autocast (bf16 depthwise conv is 5-10x slower); same result
+    op = build(spec, cin=8)
+    x = torch.randn(2, 8, 9, 9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_bf = op(x.bfloat16())
+        y_fp = op(x)
+    assert y_bf.dtype == y_fp.dtype == torch.bfloat16  # what a conv under autocast hands on
+    assert op(x.bfloat16()).dtype == torch.bfloat16  # and a bf16 input outside autocast stays bf16
+    ref = op(x.bfloat16().float())
+    assert torch.allclose(y_bf.float(), ref, atol=2e-2) and torch.allclose(y_fp.float(), op(x), atol=2e-2)
+
+
 # -- gradients ------------------------------------------------------------------------------------
 GRAD_SPECS = [
     "max",

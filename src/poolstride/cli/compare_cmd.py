@@ -15,6 +15,8 @@ from rich.table import Table
 from ..resolve import parse_options
 from .common import app, console, err_console, print_json
 
+AMP_HELP = "Autocast: auto (bf16 where native: CUDA, AVX512-BF16/AMX CPUs; fp32 elsewhere), bf16, off (fp32)."
+
 
 def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
     if v is None:
@@ -183,7 +185,7 @@ def compare_command(
         min=1,
         help="torch CPU threads (default 1: same numbers on every machine; raise it for big models).",
     ),
-    amp: str = typer.Option(None, "--amp", help="Override the recipe's autocast: auto, native, bf16, off."),
+    amp: str = typer.Option(None, "--amp", help=AMP_HELP),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -255,7 +257,7 @@ def train_command(
     train_subset: int = typer.Option(None, "--train-subset", min=1, help="Train on a fixed subset of N images."),
     threads: int = typer.Option(None, "--threads", min=1),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    amp: str = typer.Option(None, "--amp", help="Override the recipe's autocast: auto, native, bf16, off."),
+    amp: str = typer.Option(None, "--amp", help=AMP_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train and evaluate one run (resumable). Works under torchrun for DDP:

@@ -37,7 +37,7 @@ def uses_bf16(device: torch.device, amp: str) -> bool:
         return False
     if amp == "bf16" or device.type == "cuda":
         return True
-    return amp == "native" and device.type == "cpu" and cpu_has_native_bf16()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def autocast_ctx(device: torch.device, amp: str) -> AbstractContextManager:

@@ -15,9 +15,7 @@ Built-in recipes (``poolstride compare --recipe NAME``):
 ``demo``
     ``fast`` shortened for the default study (``poolstride compare`` with no arguments): 4 epochs on a fixed
     2500-image training subset, batch 64 and lr 0.05 (more steps: +5 accuracy points over batch 128 at about
-    the same time), shift-consistency on 500 test images. It stays fp32 on the CPU: ``amp="native"`` (bf16
-    autocast on a CPU with native bf16) trains the tiny net and All-CNN-C 2-2.4x faster in the benchmark,
-    but made the blur operator's depthwise conv ~3x slower, so the demo as a whole gained little.
+    the same time), shift-consistency on 500 test images.
 ``adamw``
     AdamW (lr 2e-3, weight decay 0.05), cosine schedule with 1 warm-up epoch, flips + crops.
 
@@ -34,7 +32,7 @@ from ..errors import PoolstrideError
 
 OPTIMIZERS = ("sgd", "nesterov", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AMP_MODES = ("auto", "native", "bf16", "off")
+AMP_MODES = ("auto", "bf16", "off")
 
 
 class RecipeError(PoolstrideError, ValueError):
@@ -61,8 +59,9 @@ class Recipe:
     flip: bool = True
     eval_every: int = 1  # evaluate the test set every N epochs (and always after the last)
     channels_last: bool = True
-    # auto = bf16 autocast on CUDA, fp32 elsewhere; native = bf16 also on CPUs with native bf16 (AVX512-BF16 /
-    # AMX; measured 2-3x faster training on such a CPU); bf16 = always; off = fp32 everywhere
+    # auto = bf16 autocast where the hardware does bf16 natively: CUDA, and CPUs with AVX512-BF16 / AMX (1.2-2.2x
+    # faster training per operator there, benchmarks/bench_train.py); fp32 on other CPUs. bf16 = always;
+    # off = fp32 everywhere (bit-for-bit comparable across CPUs of one kind either way; precision is recorded)
     amp: str = "auto"
     compile: bool = False  # torch.compile the model
     train_subset: int | None = None  # use the first N training images (a fixed, seeded subset)
