@@ -9,7 +9,8 @@ Conventions (the paper leaves them open; see papers.md section 1):
 * ``bn=True`` (not in the paper) adds batch norm after every conv and site except the class conv, and
   ``final_relu=False`` drops the paper's ReLU on the class scores. The paper's nets (no BN) need its long
   schedule: on a short CPU budget they sit at chance for the first epochs, so the quick reproduction uses
-  ``bn=True`` for every variant alike (a fair comparison, stated in its report);
+  ``bn=True, dropout=False`` for every variant alike (a fair comparison, stated in its report; dropout in
+  front of BN shifts the variance BN sees between train and eval, Li et al. 2019);
 * parameter counts include biases: Model C = 954,730, All-CNN-C = 1,369,738 (10 classes).
 
 Variants: ``base`` (3x3/2 max-pool sites), ``strided`` (pool removed, the conv before it strided),
