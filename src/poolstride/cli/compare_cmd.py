@@ -78,11 +78,13 @@ class _Progress:
             self.spe = kw["steps_per_epoch"]
             shard = f" shard {kw['shard'][0]}/{kw['shard'][1]}" if kw.get("shard") else ""
             done = kw["runs_mine"] - kw["runs_todo"]
+            threads = f"{kw['threads']} CPU thread" + ("s" if kw["threads"] != 1 else "")
             console.print(
                 f"study [bold]{kw['study_dir']}[/]{shard}: {kw['runs_total']} runs, "
-                f"{done} already done, {kw['runs_todo']} to run ({kw['threads']} CPU threads)"
+                f"{done} already done, {kw['runs_todo']} to run ({threads})"
             )
-            self.overall = p.add_task("overall", total=max(kw["runs_todo"] * kw["steps_per_run"], 1), info="")
+            if kw["runs_todo"]:  # nothing to run (a finished study resumed): no empty bar
+                self.overall = p.add_task("overall", total=kw["runs_todo"] * kw["steps_per_run"], info="")
         elif event == "run_start":
             self.t_run = time.perf_counter()
             label = f"{kw['variant']} seed {kw['seed']}"
