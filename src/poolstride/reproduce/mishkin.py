@@ -11,7 +11,8 @@ placed at the two 3x3/2 pooling sites of All-CNN-C (default; ``model`` = any bui
 
 Claims (directions): max beats avg; max beats stochastic; max + avg is not worse than max (margin 1 pt);
 strided ~ max (within 1 pt). Budgets as in ``allcnn`` (``paper`` = the All-CNN paper recipe, since Mishkin's
-ImageNet recipe does not transfer; ``quick`` = fast recipe, 4 epochs, 5,000 images).
+ImageNet recipe does not transfer; ``quick`` = fast recipe, 4 epochs, 5,000 images, and on All-CNN models the
+same ``bn=True, final_relu=False, dropout=False`` nets as the allcnn quick budget).
 """
 
 from __future__ import annotations
@@ -69,15 +70,21 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     elif model.startswith("resnet"):
         variants.append("strided=default")  # a ResNet's own sites are strided 3x3 convs
     fields = dict(b["recipe"])
-    if not model.startswith("allcnn-"):
-        fields.pop("lr", None)  # the All-CNN quick lr (0.02) is for nets without batch norm
+    model_options = None
+    if model.startswith("allcnn-"):
+        model_options = b.get("model_options")  # quick: BN, no dropout, as in the allcnn protocol
+    else:
+        fields.pop("lr", None)  # the All-CNN quick lr is tuned for All-CNN; ResNets keep the recipe's
     recipe = make_recipe(b["base"], fields, overrides)
     seeds = int(common.pop("seeds", None) or b["seeds"])
-    t = train(NAME, budget, model=model, variants=variants, recipe=recipe, seeds=seeds, **common)
-    return summarise(t, model, budget, float(opts["margin"]))
+    t = train(NAME, budget, model=model, variants=variants, recipe=recipe, seeds=seeds, model_options=model_options,
+              **common)  # fmt: skip
+    return summarise(t, model, budget, float(opts["margin"]), model_options)
 
 
-def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
+def summarise(
+    t: Any, model: str, budget: str, margin: float, model_options: dict[str, Any] | None = None
+) -> Reproduction:
     summ = t.summary
     acc = per_seed(summ, "acc")
     ips = variant_mean(summ, "images_per_s_mean")
@@ -141,6 +148,9 @@ def summarise(t: Any, model: str, budget: str, margin: float) -> Reproduction:
         f"paper budget: the All-CNN paper recipe ({PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images) per run",
     )
     notes = [recipe_text(t.recipe, t.dataset)]
+    if model_options:
+        opts = ", ".join(f"{k}={v}" for k, v in model_options.items())
+        notes.append(f"models: every arm built with {opts} (not the paper's nets; see the allcnn protocol)")
     notes += run_notes(summ, floor)
     if model.startswith("allcnn-") and at_chance(summ, floor):
         notes.append(DEAD_NOTE)
