@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     if proc.returncode != 0:
         print(f"command failed with status {proc.returncode}; see {log}", file=sys.stderr)
         return proc.returncode
-    shown = " ".join(shlex.quote(c) for c in cmd)
+    shown = " ".join(shlex.quote(c) for c in [Path(cmd[0]).name, *cmd[1:]])  # `poolstride`, not .venv/bin/...
     block = (
         f"Run on {start:%Y-%m-%d %H:%M} UTC on `{platform.node()}` (the project's shared 2-core CPU machine), "
         f"wall time of the whole command {wall / 60:.1f} min:\n\n```\n{shown}\n```\n\n{proc.stdout.strip()}\n"
