@@ -119,3 +119,12 @@ def test_training_protocol_end_to_end_tiny(tmp_path):
     # the same command again resumes the finished study (no retraining) and gives the same table
     r2 = reproduce.run("resnet-shortcuts", shortcuts="A,B,fish", gradflow=False, **kw)
     assert r2.tables[0].rows == acc.rows
+
+
+def test_mean_ci_is_clipped_to_the_range_of_the_quantity():
+    # three seeds, one of them a constant-output run at 100 % consistency: the t-interval overshoots 100
+    d = common.describe({0: 100.0, 1: 88.0, 2: 89.2})
+    assert d["ci"][1] > 100
+    assert common.fmt_mean_ci(d, 1).endswith(", 100.0] (n=3)")
+    r = common.describe({0: 0.05, 1: 0.9, 2: 0.2})  # a ratio: clipped at 0, not at 100
+    assert r["ci"][0] < 0 and common.fmt_mean_ci(r, 3, (0.0, None)).startswith("0.383 [0.000, ")

@@ -268,12 +268,16 @@ def describe(values: dict[int, float] | Iterable[float]) -> dict[str, Any]:
     return stats.summarize(vals)
 
 
-def fmt_mean_ci(d: dict[str, Any], digits: int = 2) -> str:
+def fmt_mean_ci(d: dict[str, Any], digits: int = 2, bounds: tuple[float, float | None] = (0.0, 100.0)) -> str:
+    """``mean [lo, hi] (n=k)``; the t-interval is clipped to the range the quantity can take (``bounds``: a
+    percentage by default; ``(0, None)`` for ratios), so 3 seeds with one outlier never print 119 %."""
     if d.get("mean") is None:
         return "n/a"
     s = f"{d['mean']:.{digits}f}"
     if d.get("ci"):
         lo, hi = d["ci"]
+        lo = max(lo, bounds[0])
+        hi = hi if bounds[1] is None else min(hi, bounds[1])
         s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return s + f" (n={d['n']})"
 

@@ -207,7 +207,7 @@ def summarise(
                     fmt_mean_ci(describe(error_of(acc.get(v, {})))),
                     params.get(v),
                     fmt_mean_ci(describe(shift.get(v, {})), 1),
-                    fmt_mean_ci(describe(trained.get(v, {})), 3),
+                    fmt_mean_ci(describe(trained.get(v, {})), 3, (0.0, None)),
                     None if not ips.get(v) else round(float(ips[v] or 0), 1),
                 ]
             )
@@ -240,8 +240,8 @@ def summarise(
                 [
                     dep.replace("resnet", "ResNet-"),
                     SHORTCUT_LABEL[_norm_shortcut(sc)],
-                    fmt_mean_ci(describe(r), 3),
-                    fmt_mean_ci(describe(a), 3),
+                    fmt_mean_ci(describe(r), 3, (0.0, None)),
+                    fmt_mean_ci(describe(a), 3, (0.0, None)),
                 ]
             )
         tables.append(
