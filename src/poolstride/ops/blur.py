@@ -33,13 +33,13 @@ def blur_downsample(x: torch.Tensor, filt: torch.Tensor, stride: int) -> torch.T
     # reflect needs pad < size (antialiased-cnns #47 crashed on CIFAR's 2x2 maps): fall back to replicate
     mode = "reflect" if max(lo, hi) < min(h, w) else "replicate"
     x = F.pad(x, (lo, hi, lo, hi), mode=mode)
-    if x.device.type == "cpu" and (x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")):
+    autocast = torch.is_autocast_enabled("cpu")
+    if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16, torch.float32 if autocast else None):
         # oneDNN's bf16 depthwise conv is 5-10x slower than fp32 on CPU (measured, forward + backward); the blur
         # is cheap and linear, so run it in fp32 and hand back the dtype a conv would (autocast's, else the input's)
-        out = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if out != torch.float64 and x.dtype != torch.float64:
-            with torch.autocast("cpu", enabled=False):
-                return F.conv2d(x.float(), filt.float(), stride=stride, groups=x.shape[1]).to(out)
+        out = torch.get_autocast_dtype("cpu") if autocast else x.dtype
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(x.float(), filt.float(), stride=stride, groups=x.shape[1]).to(out)
     return F.conv2d(x, filt.to(x.dtype), stride=stride, groups=x.shape[1])
 
 
