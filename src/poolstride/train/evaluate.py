@@ -14,6 +14,7 @@ on 32x32 images there is no margin to crop from, hence the padding.)
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import AbstractContextManager, nullcontext
 
@@ -24,6 +25,7 @@ from torch import nn
 from .data import DeviceData, shift_images
 
 
+@functools.cache  # a hardware fact, asked once per training step by autocast_ctx
 def cpu_has_native_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
