@@ -90,7 +90,7 @@ def poolstride_loop(model_name: str, ds: SimpleDataset, batch: int, steps: int, 
 
     rec = get_recipe("fast", epochs=1, batch_size=batch, augment=False, lr=0.01, schedule="constant",
                      shift_images=16, shift_pairs=1, **recipe)  # fmt: skip
-    train_run(RunSpec(model_name, None, 0), ds, rec, dev, callback=cb)
+    train_run(RunSpec.of(model_name, "default", 0), ds, rec, dev, callback=cb)
     (t1, c1), (t0, c0) = stamps[warm + steps - 1], stamps[warm - 1]
     return batch * steps / (t1 - t0), batch * steps / (c1 - c0)
 

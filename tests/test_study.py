@@ -29,7 +29,7 @@ def ds():
 
 def test_variants():
     vs = make_variants("tiny", "max,blur(base=max,size=3),fancy=conv(k=3),default")
-    assert [v.name for v in vs] == ["max", "blur(size=3)", "fancy", "default"]
+    assert [v.name for v in vs] == ["max", "blur(base=max,size=3)", "fancy", "default"]
     assert [v.downsample for v in vs] == ["max", "blur(size=3)", "conv", None]
     assert len({v.slug for v in vs}) == 4 and all("(" not in v.slug for v in vs)
     assert [v.name for v in make_variants("tiny", None)] == ["max", "avg", "conv", "convpool", "blur"]

@@ -115,9 +115,9 @@ def test_shift_images_and_consistency(ds):
 
 def test_run_is_deterministic_and_writes_its_directory(ds, tmp_path):
     rec = tiny_recipe()
-    a = train_run(RunSpec("tiny", "blur", seed=1), ds, rec, "cpu", tmp_path / "a")
-    b = train_run(RunSpec("tiny", "blur", seed=1), ds, rec, "cpu")
-    c = train_run(RunSpec("tiny", "blur", seed=2), ds, rec, "cpu")
+    a = train_run(RunSpec.of("tiny", "blur", seed=1), ds, rec, "cpu", tmp_path / "a")
+    b = train_run(RunSpec.of("tiny", "blur", seed=1), ds, rec, "cpu")
+    c = train_run(RunSpec.of("tiny", "blur", seed=2), ds, rec, "cpu")
     assert a["status"] == "ok" and a["reason"] is None
     assert a["history"] == [{**h, "time": a["history"][i]["time"]} for i, h in enumerate(b["history"])]
     assert (a["acc"], a["loss"], a["shift_consistency"]) == (b["acc"], b["loss"], b["shift_consistency"])
@@ -141,18 +141,18 @@ def test_run_is_deterministic_and_writes_its_directory(ds, tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_result(ds, tmp_path):
     rec = tiny_recipe(epochs=3)
-    full = train_run(RunSpec("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "full")
+    full = train_run(RunSpec.of("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "full")
 
     def stop_after_two(event, **kw):
         if event == "epoch" and kw["epoch"] == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(RunSpec("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "cut", callback=stop_after_two)
+        train_run(RunSpec.of("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "cut", callback=stop_after_two)
     assert not (tmp_path / "cut" / "result.json").exists()
     starts = []
     resumed = train_run(
-        RunSpec("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "cut",
+        RunSpec.of("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "cut",
         callback=lambda e, **kw: starts.append(kw["start_epoch"]) if e == "start" else None,
     )  # fmt: skip
     assert starts == [2]
@@ -163,22 +163,22 @@ def test_interrupted_run_resumes_to_the_same_result(ds, tmp_path):
 
 
 def test_run_dir_with_other_config_is_refused(ds, tmp_path):
-    train_run(RunSpec("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
+    train_run(RunSpec.of("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
     before = (tmp_path / "result.json").read_bytes()
     with pytest.raises(PoolstrideError, match="different config"):
-        train_run(RunSpec("tiny", "avg", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
+        train_run(RunSpec.of("tiny", "avg", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
     assert (tmp_path / "result.json").read_bytes() == before
 
 
 def test_corrupted_checkpoint_is_a_clear_error(ds, tmp_path):
-    train_run(RunSpec("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
+    train_run(RunSpec.of("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(PoolstrideError, match="checkpoint.pt is corrupted"):
-        train_run(RunSpec("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
+        train_run(RunSpec.of("tiny", "max", seed=0), ds, tiny_recipe(epochs=1), "cpu", tmp_path)
 
 
 def test_divergence_marks_the_run_failed(ds, tmp_path):
-    r = train_run(RunSpec("tiny", "conv", seed=0), ds, tiny_recipe(lr=1e9, schedule="constant", label_smoothing=0),
+    r = train_run(RunSpec.of("tiny", "conv", seed=0), ds, tiny_recipe(lr=1e9, schedule="constant", label_smoothing=0),
                   "cpu", tmp_path)  # fmt: skip
     assert r["status"] == "failed"
     assert "loss" in r["reason"] and "epoch 1" in r["reason"]
@@ -188,7 +188,7 @@ def test_divergence_marks_the_run_failed(ds, tmp_path):
 
 
 def test_adamw_cosine_no_augmentation_trains(ds):
-    r = train_run(RunSpec("tiny", "avg", 0), ds, tiny_recipe(optimizer="adamw", lr=3e-3, schedule="cosine",
+    r = train_run(RunSpec.of("tiny", "avg", 0), ds, tiny_recipe(optimizer="adamw", lr=3e-3, schedule="cosine",
                                                               augment=False, channels_last=False), "cpu")  # fmt: skip
     assert r["status"] == "ok" and r["history"][-1]["train_loss"] < r["history"][0]["train_loss"] + 0.5
 

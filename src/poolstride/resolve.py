@@ -65,11 +65,20 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
             tvm = importlib.import_module("torchvision.models")
         except ImportError:
             raise ModelError(f"{t}: torchvision is not installed (pip install torchvision)") from None
-        try:
-            m = tvm.get_model(tail, weights=None, **opts)
-        except (ValueError, KeyError):
+        if tail not in tvm.list_models():
             valid = ", ".join(sorted(tvm.list_models())[:40])
-            raise ModelError(f"unknown torchvision model {tail!r}; valid names include: {valid}, ...") from None
+            raise ModelError(f"unknown torchvision model {tail!r}; valid names include: {valid}, ...")
+        weights = opts.pop("weights", None)
+        if weights not in (None, "", "none", "None"):
+            _torchvision_weights_cached(tvm, tail, str(weights))
+        else:
+            weights = None
+        try:
+            m = tvm.get_model(tail, weights=weights, **opts)
+        except TypeError as e:
+            raise ModelError(f"{t}: bad option: {e}") from None
+        except ValueError as e:
+            raise ModelError(f"{t}: {str(e).splitlines()[0][:200]}") from None
         size = (3, 299, 299) if tail.startswith("inception") else (3, 224, 224)
         return Resolved(m, size, t, "torchvision", False)
     if head == "timm" and sep:
@@ -77,18 +86,44 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
             timm = importlib.import_module("timm")
         except ImportError:
             raise ModelError(f"{t}: timm is not installed (pip install timm)") from None
+        pretrained = bool(opts.pop("pretrained", False))
+        if not timm.is_model(tail):
+            raise ModelError(f"unknown timm model {tail!r}; timm.list_models() lists the valid names")
         try:
-            m = timm.create_model(tail, pretrained=False, **opts)
-        except RuntimeError as e:
-            raise ModelError(f"unknown timm model {tail!r}: {str(e).splitlines()[0]}") from None
+            if pretrained:  # from the local Hugging Face cache only: nothing is downloaded
+                import os
+
+                old = os.environ.get("HF_HUB_OFFLINE")
+                os.environ["HF_HUB_OFFLINE"] = "1"
+                try:
+                    m = timm.create_model(tail, pretrained=True, **opts)
+                finally:
+                    if old is None:
+                        os.environ.pop("HF_HUB_OFFLINE", None)
+                    else:
+                        os.environ["HF_HUB_OFFLINE"] = old
+            else:
+                m = timm.create_model(tail, pretrained=False, **opts)
+        except TypeError as e:
+            raise ModelError(f"{t}: bad option: {e}") from None
+        except Exception as e:  # noqa: BLE001 - hub errors come in many classes
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            if pretrained:
+                raise ModelError(
+                    f"{t}: pretrained weights are not in the local cache ({first}); nothing is downloaded: "
+                    "pass --weights FILE (a state_dict) instead"
+                ) from None
+            raise ModelError(f"{t}: cannot build: {first}") from None
         cfg = getattr(m, "pretrained_cfg", None) or getattr(m, "default_cfg", None) or {}
         size = tuple(cfg.get("input_size", (3, 224, 224)))
         return Resolved(m, (int(size[0]), int(size[1]), int(size[2])), t, "timm", False)
+    _cwd_importable()
     if sep and tail and ("." in head or _importable(head)):
         try:
             mod = importlib.import_module(head)
-        except ImportError as e:
-            raise ModelError(f"{t}: cannot import module {head!r}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - user code: a SyntaxError or any error at import
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise ModelError(f"{t}: cannot import module {head!r}: {type(e).__name__}: {first}") from None
         obj: Any = mod
         for part in tail.split("."):
             if not hasattr(obj, part):
@@ -110,6 +145,72 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
     raise ModelError(
         f"unknown model {t!r}; valid: built-in names ({', '.join(builtin)}), torchvision:NAME, timm:NAME, "
         "or package.module:callable"
+    )
+
+
+def _torchvision_weights_cached(tvm: Any, name: str, weights: str) -> None:
+    """Named torchvision weights are used only when already in torch.hub's cache: nothing is downloaded."""
+    import os
+
+    import torch
+
+    try:
+        enum = tvm.get_model_weights(name)
+        w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
+    except (KeyError, ValueError, AttributeError):
+        raise ModelError(f"torchvision:{name} has no weights {weights!r}") from None
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+    if not os.path.isfile(path):
+        raise ModelError(
+            f"torchvision:{name} weights {weights} are not in the local cache ({path}); nothing is downloaded: "
+            "copy the file there, or pass --weights FILE (a state_dict)"
+        )
+
+
+def _cwd_importable() -> None:
+    """Make the current directory importable, as ``python -m`` does (the console script does not)."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def check_model_string(text: str) -> None:
+    """Raise :class:`ModelError` (one line, what is valid) for a MODEL string that cannot name a model; cheap:
+    nothing is built."""
+    t = text.strip()
+    head, sep, tail = t.partition(":")
+    if head.lower() in _builtin_names():
+        from . import models
+
+        models.get_entry(t)
+        return
+    if head == "torchvision" and sep:
+        try:
+            tvm = importlib.import_module("torchvision.models")
+        except ImportError as e:
+            raise ModelError(f"{t}: torchvision is not installed or broken ({e}); pip install torchvision") from None
+        if tail not in tvm.list_models():
+            close = [n for n in tvm.list_models() if tail[:4] and n.startswith(tail[:4])][:8]
+            raise ModelError(f"unknown torchvision model {tail!r}" + (f"; close: {', '.join(close)}" if close else ""))
+        return
+    if head == "timm" and sep:
+        try:
+            timm = importlib.import_module("timm")
+        except ImportError as e:
+            raise ModelError(f"{t}: timm is not installed or broken ({e}); pip install timm") from None
+        if not timm.is_model(tail):
+            close = timm.list_models(f"{tail[:5]}*")[:8] if tail[:5] else []
+            raise ModelError(f"unknown timm model {tail!r}" + (f"; close: {', '.join(close)}" if close else ""))
+        return
+    _cwd_importable()
+    if sep and tail and ("." in head or _importable(head)):
+        return
+    raise ModelError(
+        f"unknown model {t!r}; valid: built-in names ({', '.join(_builtin_names())}), torchvision:NAME, timm:NAME, "
+        "or package.module:callable (a module in the current directory works too)"
     )
 
 

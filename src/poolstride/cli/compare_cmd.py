@@ -5,173 +5,51 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..resolve import parse_options
+from ..study.render import StudyProgress, _count, _fmt, decision_lines, summary_table
 from .common import app, console, err_console, print_json
+
+MODEL_HELP = (
+    "Any model: a built-in name (tiny, allcnn-c, resnet20...), torchvision:NAME, timm:NAME, or "
+    "package.module:callable (a file in the current directory works: mynet:build)."
+)
+VARIANTS_HELP = (
+    "Comma list of variants (default max,avg,conv,convpool,blur): 'default' (the model as given), an operator "
+    "spec at every site (max, conv(k=3), blur(base=max,size=3)), a structural variant (allcnn-c:strided), or a "
+    "surgery policy (pool->conv(k=3), conv->conv(s=1)+blur(size=4), shortcut->avg+1x1) with optional "
+    "[skip=stem,path=GLOB,stage=N,min_channels=N,init=preserve]; NAME=ENTRY names one."
+)
 
 AMP_HELP = "Autocast: auto (bf16 where native: CUDA, AVX512-BF16/AMX CPUs; fp32 elsewhere), bf16, off (fp32)."
 
 
-def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}{unit}"
-    return f"{v}{unit}"
-
-
-def _count(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            x = v / div
-            return f"{x:.{2 if x < 10 else 1 if x < 100 else 0}f}{suf}"
-    return f"{v:.0f}"
-
-
-class _Progress:
-    """Rich progress bars: the whole study (with ETA) and the current run."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.p = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not enabled,
-            transient=False,
-        )
-        self.overall: Any = None
-        self.run: Any = None
-        self.spe = 1
-        self.t_run = 0.0
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.started:
-            self.p.stop()
-
-    started = False
-
-    def __call__(self, event: str, **kw: Any) -> None:
-        if not self.enabled:
-            return
-        p = self.p
-        if not self.started:  # the live display starts with the first event, so errors print alone
-            self.started = True
-            p.start()
-        if event == "study_start":
-            self.spe = kw["steps_per_epoch"]
-            shard = f" shard {kw['shard'][0]}/{kw['shard'][1]}" if kw.get("shard") else ""
-            done = kw["runs_mine"] - kw["runs_todo"]
-            threads = f"{kw['threads']} CPU thread" + ("s" if kw["threads"] != 1 else "")
-            console.print(
-                f"study [bold]{kw['study_dir']}[/]{shard}: {kw['runs_total']} runs, "
-                f"{done} already done, {kw['runs_todo']} to run ({threads})"
-            )
-            if kw["runs_todo"]:  # nothing to run (a finished study resumed): no empty bar
-                self.overall = p.add_task("overall", total=kw["runs_todo"] * kw["steps_per_run"], info="")
-        elif event == "run_start":
-            self.t_run = time.perf_counter()
-            label = f"{kw['variant']} seed {kw['seed']}"
-            if self.run is None:
-                self.run = p.add_task(label, total=1, info="")
-            else:
-                p.reset(self.run, description=label, total=1, info="")
-        elif event == "start" and self.run is not None:
-            spe, ep, start = kw["steps_per_epoch"], kw["epochs"], kw["start_epoch"]
-            p.update(self.run, total=spe * ep, completed=spe * start, info=f"epoch {start + 1}/{ep}")
-            if start and self.overall is not None:
-                p.advance(self.overall, spe * start)
-                console.print(f"  resuming {p.tasks[self.run].description} from epoch {start}")
-        elif event == "step":
-            if self.run is not None:
-                p.advance(self.run)
-            if self.overall is not None:
-                p.advance(self.overall)
-        elif event == "epoch" and self.run is not None:
-            acc = kw.get("test_acc")
-            info = f"epoch {kw['epoch']} loss {kw['train_loss']:.3f}" + (f" acc {acc:.1f}%" if acc is not None else "")
-            p.update(self.run, info=info)
-        elif event == "end":
-            r = kw["result"]
-            name = f"{r['variant']} seed {r['seed']}"
-            if r["status"] == "ok":
-                console.print(
-                    f"  [green]done[/] {name}: acc {r['acc']:.1f}%  shift-consistency "
-                    f"{_fmt(r['shift_consistency'])}%  ({time.perf_counter() - self.t_run:.1f} s)"
-                )
-            else:
-                console.print(f"  [red]failed[/] {name}: {r['reason']}")
-        elif event == "run_busy":
-            console.print(f"  skipped {kw['variant']} seed {kw['seed']}: another process is running it")
-
-
-def summary_table(summ: dict[str, Any]) -> Table:
-    study = summ["study"]
-    title = (
-        f"{study['model']} on {study['dataset']}, recipe {study['recipe']['name']} "
-        f"({study['recipe']['epochs']} epochs), {summ['runs_done']}/{summ['runs_total']} runs"
-    )
-    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col, just in (
-        ("variant", "left"),
-        ("n", "right"),
-        ("acc %", "right"),
-        ("95% CI", "right"),
-        ("shift %", "right"),
-        ("circ. %", "right"),
-        ("params", "right"),
-        ("MACs", "right"),
-        ("train s", "right"),
-    ):
-        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    for v in summ["variants"]:
-        ci = v.get("acc_ci95")
-        n = str(v["n"]) + (f" +{v['failed']} failed" if v.get("failed") else "")
-        t.add_row(
-            v["name"],
-            n,
-            _fmt(v.get("acc_mean")),
-            f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else "-",
-            _fmt(v.get("shift_consistency_mean")),
-            _fmt(v.get("shift_consistency_circular_mean")),
-            _count(v.get("params")),
-            _count(v.get("macs")),
-            _fmt(v.get("train_time_s_mean")),
-        )
-    return t
-
-
 @app.command("compare")
 def compare_command(
-    model: str = typer.Option("tiny", "--model", "-m", help="Built-in model, e.g. tiny, allcnn-c, resnet20."),
-    variants: str = typer.Option(
+    model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
+    variants: str = typer.Option(None, "--variants", "-v", help=VARIANTS_HELP),
+    per_site: str = typer.Option(
         None,
-        "--variants",
-        "-v",
-        help="Comma list of operator specs (default max,avg,conv,convpool,blur); also 'default', "
-        "structural variants such as allcnn-c:strided, and NAME=SPEC.",
+        "--per-site",
+        help='A policy (e.g. "pool->conv(k=3)"): one variant per site it matches, only that site changed, '
+        "beside the unchanged 'default' baseline.",
+    ),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        help="A state_dict (or a `poolstride convert --out` file) loaded before each variant's surgery.",
     ),
     seeds: str = typer.Option("3", "--seeds", "-s", help="Number of seeds (3), a list (0,1,2) or a range (0-4)."),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d", help="Dataset name (textures, cifar10, npz:PATH...)."),
     model_opt: list[str] = typer.Option(
-        None, "--model-opt", "-O", help="Model family option KEY=VALUE for every variant, e.g. bn=true (repeat)."
+        None,
+        "--model-opt",
+        "-O",
+        help="Model option KEY=VALUE for every variant, e.g. bn=true (built-in) or weights=IMAGENET1K_V1 "
+        "(torchvision, from the local cache only) (repeat).",
     ),
     data_dir: str = typer.Option(None, "--data-dir", help="Where on-disk datasets live."),
     download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
@@ -192,15 +70,17 @@ def compare_command(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
 ) -> None:
-    """Run (or resume) a study: every variant x seed, trained and evaluated; ends with a table.
+    """Run (or resume) a study: every variant x seed, trained and evaluated; ends with a table and the decision.
 
     With no arguments: the tiny demo net on the embedded textures data, max/avg/conv/convpool/blur x 3 seeds
-    (a few minutes on 2 CPU cores). Running the same command again resumes the same directory.
+    (a few minutes on 2 CPU cores). Any model works (--model mynet:build, torchvision:resnet18, timm:resnet18):
+    its head and input channels are adapted to the data, and said so. Running the same command again resumes
+    the same directory.
     """
     from ..study import compare
 
     t0 = time.perf_counter()
-    with _Progress(enabled=not json_out) as prog:
+    with StudyProgress(enabled=not json_out, console=console) as prog:
         summ = compare(
             model=model,
             variants=variants,
@@ -218,6 +98,8 @@ def compare_command(
             retry_failed=retry_failed,
             threads=threads,
             model_options=parse_options(model_opt),
+            weights=weights,
+            per_site=per_site,
             batch_size=batch_size,
             lr=lr,
             amp=amp,
@@ -235,6 +117,8 @@ def compare_command(
     console.print(f"study directory: {summ['study_dir']}  ({time.perf_counter() - t0:.1f} s)")
     if summ.get("report"):
         console.print(f"report: {summ['report']}")
+    for text, style in decision_lines(summ.get("decision")):
+        console.print(text, style=style or None, markup=False, highlight=False, soft_wrap=True)
     if not summ["complete"]:
         console.print(
             f"[yellow]{summ['runs_total'] - summ['runs_done']} runs not finished here[/] "
@@ -244,8 +128,13 @@ def compare_command(
 
 @app.command("train")
 def train_command(
-    model: str = typer.Option("tiny", "--model", "-m", help="Built-in model, e.g. tiny, allcnn-c:all-cnn."),
-    downsample: str = typer.Option(None, "--downsample", help="Operator at every site, e.g. blur."),
+    model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
+    variant: str = typer.Option(
+        None, "--variant", "-v", help="One --variants entry (default: the model as given), e.g. blur, pool->conv(k=3)."
+    ),
+    downsample: str = typer.Option(None, "--downsample", help="Operator at every site (same as --variant SPEC)."),
+    weights: Path = typer.Option(None, "--weights", help="A state_dict loaded before the variant's surgery."),
+    model_opt: list[str] = typer.Option(None, "--model-opt", "-O", help="Model option KEY=VALUE (repeat)."),
     seed: int = typer.Option(0, "--seed", min=0),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d"),
@@ -262,35 +151,40 @@ def train_command(
     amp: str = typer.Option(None, "--amp", help=AMP_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train and evaluate one run (resumable). Works under torchrun for DDP:
+    """Train and evaluate one run (resumable) of any model and variant. Works under torchrun for DDP:
     torchrun --nproc-per-node 2 --no-python poolstride train ...
     """
+    import dataclasses
     import hashlib
 
+    from ..errors import SpecError
     from ..study.core import slugify
     from ..train import RunSpec, dist, get_recipe, load_dataset, resolve_device, set_threads, train_run
     from ..train.data import DeviceData
+    from ..variants import check_model, describe, parse_entry, weights_record
 
+    if variant and downsample:
+        raise SpecError("give --variant or --downsample, not both")
     set_threads(threads)
     info = dist.from_env()
     rec = get_recipe(recipe, epochs=epochs, batch_size=batch_size, lr=lr, train_subset=train_subset,
                      compile=compile or None, amp=amp)  # fmt: skip
-    spec = RunSpec(model, downsample, seed)
-    if downsample:
-        from ..spec import parse
-
-        spec = RunSpec(model, str(parse(downsample)), seed)
+    check_model(model)
+    v = parse_entry(variant or downsample or "default", model, parse_options(model_opt))
+    if weights is not None:
+        v = dataclasses.replace(v, weights=weights_record(weights))
+    spec = RunSpec(v, seed)
     ds = load_dataset(dataset, data_dir, download=download)
     dev = resolve_device(device, info)
     if out is None:
-        key = json.dumps([model, spec.downsample, seed, dataset, rec.to_dict()], sort_keys=True)
+        key = json.dumps([v.to_dict(), seed, dataset, rec.to_dict()], sort_keys=True)
         h = hashlib.sha1(key.encode()).hexdigest()[:8]
-        out = Path("runs") / f"train-{slugify(model)}-{slugify(spec.name)}-seed{seed}-{h}"
+        out = Path("runs") / f"train-{slugify(model)}-{v.slug}-seed{seed}-{h}"
     dist.init(info, dev)
     try:
         data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
         show = info.is_main and not json_out
-        with _Progress(enabled=show) as prog:
+        with StudyProgress(enabled=show, console=console) as prog:
             if show:
                 prog.overall = None
                 prog("run_start", variant=spec.name, seed=seed)
@@ -302,6 +196,8 @@ def train_command(
     if json_out:
         print_json(result)
         return
+    for line in ([describe(v)] if describe(v) else []) + list(result.get("adaptations") or []):
+        console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     if result["status"] != "ok":
         err_console.print(f"run failed: {result['reason']}", markup=False)
     console.print(

@@ -21,7 +21,6 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,25 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..errors import PoolstrideError
-from ..spec import parse
+from ..errors import PoolstrideError, SpecError
 from ..train import io as tio
 from ..train.data import DeviceData, load_dataset
 from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
 from ..train.recipe import Recipe, get_recipe
+from ..variants import (
+    DEFAULT,
+    PYTHON_PREFIX,
+    Variant,
+    check_model,
+    describe,
+    feature_map_warning,
+    parse_variants,
+    per_site_variants,
+    resolve_model_arg,
+    slugify,
+    unique,
+    weights_record,
+)
 
 SCHEMA = "poolstride.study/1"
 DEFAULT_MODEL = "tiny"
@@ -51,95 +63,17 @@ class StudyError(PoolstrideError):
     """A study that cannot run: different definition in the directory, bad shard, unwritable output..."""
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One arm of a study: a built-in model (possibly a structural variant such as ``allcnn-c:strided``) with
-    an operator at its downsampling sites (``downsample=None`` keeps the model's own)."""
-
-    name: str
-    model: str
-    downsample: str | None
-    slug: str
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "model": self.model, "downsample": self.downsample, "slug": self.slug}
-        if self.model_kwargs:  # only when set, so that studies without options keep their names
-            d["model_kwargs"] = dict(self.model_kwargs)
-        return d
-
-
-def slugify(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.").lower()
-    return s or "variant"
-
-
-def split_list(text: str) -> list[str]:
-    """Split on commas outside brackets: ``"max,blur(base=max,size=3)"`` -> two entries."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            raise StudyError(f"unbalanced ')' in {text!r}")
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if depth:
-        raise StudyError(f"unbalanced '(' in {text!r}")
-    out.append(cur.strip())
-    if any(not e for e in out):
-        raise StudyError(f"empty entry in list {text!r}")
-    return out
-
-
-def make_variants(model: str, variants: str | Sequence[str] | None = None) -> list[Variant]:
-    """Variants from a comma list (or a sequence) of entries, each one of:
-
-    * an operator spec (``max``, ``conv(k=3)``, ``blur(base=max,size=3)``): ``model`` with that operator at
-      every site; named by its canonical spec;
-    * ``default``: ``model`` as built, with its own operators;
-    * a built-in model with a structural variant (``allcnn-c:strided``, ``allcnn-c:all-cnn``): that model as
-      built (this is how the All-CNN paper's Table 3 arms are compared);
-    * ``NAME=ENTRY``: any of the above, named NAME.
-    """
-    from .. import models
-
-    entries = split_list(variants) if isinstance(variants, str) else list(variants or split_list(DEFAULT_VARIANTS))
-    if not entries:
-        raise StudyError("no variants given")
-    out: list[Variant] = []
-    for entry in entries:
-        name = None
-        head = entry.split("(", 1)[0]
-        if "=" in head:
-            name, _, entry = entry.partition("=")
-            name, entry = name.strip(), entry.strip()
-            if not name or not entry:
-                raise StudyError(f"bad variant {name}={entry!r}; expected NAME=SPEC")
-        base = entry.split(":", 1)[0].strip().lower()
-        if entry.strip().lower() == "default":
-            v_model, ds, default_name = model, None, "default"
-        elif ":" in entry and "(" not in entry and base in models.names():
-            models.get_entry(entry)
-            v_model, ds, default_name = entry.strip().lower(), None, entry.strip().lower()
-        else:
-            spec = parse(entry)
-            v_model, ds, default_name = model, str(spec), str(spec)
-        out.append(Variant(name or default_name, v_model, ds, slugify(name or default_name)))
-    names = [v.name for v in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise StudyError(f"variant {dup[0]!r} is given twice; name duplicates as NAME=SPEC")
-    slugs: dict[str, int] = {}
-    fixed = []
-    for v in out:  # distinct names can still share a slug ("a.b" / "a-b"): number them
-        k = slugs.get(v.slug, 0)
-        slugs[v.slug] = k + 1
-        fixed.append(v if k == 0 else Variant(v.name, v.model, v.downsample, f"{v.slug}-{k + 1}"))
-    return fixed
+def make_variants(
+    model: str, variants: str | Sequence[str] | None = None, model_kwargs: Mapping[str, Any] | None = None
+) -> list[Variant]:
+    """Variants from a comma list (or a sequence) of ``--variants`` entries: see :mod:`poolstride.variants`
+    (``default``, an operator spec, ``allcnn-c:strided``, a surgery policy, each optionally ``NAME=``)."""
+    try:
+        return parse_variants(model, variants if variants else DEFAULT_VARIANTS, model_kwargs)
+    except SpecError as e:
+        if "unbalanced" in str(e) or "empty entry" in str(e) or "given twice" in str(e):
+            raise StudyError(str(e)) from None
+        raise
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -422,8 +356,39 @@ def write_summary(study_dir: str | Path, study: dict[str, Any] | None = None) ->
 # ---- the study -------------------------------------------------------------------------------------------------
 
 
+class StudyResult(dict):  # type: ignore[type-arg]
+    """What :func:`compare` returns: the study summary (``poolstride.summary/1``, a dict, as before) with the
+    study directory, the decision and a rich table as attributes. Shows as the table in a notebook."""
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self["study_dir"])
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        return self.get("decision")
+
+    @property
+    def table(self) -> Any:
+        from .render import summary_table
+
+        return summary_table(self)
+
+    def __rich__(self) -> Any:
+        return self.table
+
+    def _repr_html_(self) -> str:
+        from rich.console import Console
+
+        c = Console(record=True, width=120, file=_io.StringIO())
+        c.print(self.table)
+        for line in (self.decision or {}).get("sentences", []):
+            c.print(line, markup=False, highlight=False)
+        return c.export_html(inline_styles=True)
+
+
 def compare(
-    model: str = DEFAULT_MODEL,
+    model: Any = DEFAULT_MODEL,
     variants: str | Sequence[str] | None = None,
     seeds: int | str | Sequence[int] | None = None,
     epochs: int | None = None,
@@ -439,17 +404,38 @@ def compare(
     retry_failed: bool = False,
     threads: int | None = None,
     model_options: Mapping[str, Any] | None = None,
+    weights: str | Path | None = None,
+    per_site: str | None = None,
+    progress: bool = False,
     **recipe_overrides: Any,
-) -> dict[str, Any]:
-    """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md).
+) -> StudyResult:
+    """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md) as a
+    :class:`StudyResult` (a dict, plus ``.table``, ``.decision`` and ``.study_dir``).
+
+    ``model``: any MODEL string (a built-in name, ``torchvision:NAME``, ``timm:NAME``, ``package.module:callable``;
+    a module in the current directory is importable), an ``nn.Module`` instance (deep-copied and re-initialised
+    per run) or a factory. ``variants``: ``--variants`` entries (see :mod:`poolstride.variants`). ``weights``: a
+    state_dict file loaded before the variant's surgery (converted sites start function-preserving where that
+    exists). ``per_site``: a policy; adds one variant per site it matches (only that site changed) beside the
+    unchanged ``default`` baseline.
 
     With every argument left at its default this is the default study: the tiny demo net on the embedded
     ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
     shortened to 4 epochs on a fixed 2500-image subset). ``out`` defaults to ``./runs/<auto name>``, a
     name derived from the study definition, so repeating a call resumes the same directory.
-    ``callback(event, **info)`` gets ``study_start``, ``run_skip``, ``run_start``, the trainer's ``start``,
-    ``step``, ``epoch``, ``end`` events, and ``study_end``. Extra keyword arguments override recipe fields.
+    ``callback(event, **info)`` gets ``study_info`` (adaptations and warnings, once), ``study_start``,
+    ``run_skip``, ``run_start``, the trainer's ``start``, ``step``, ``epoch``, ``end`` events, and ``study_end``;
+    ``progress=True`` shows rich progress bars instead (terminal or notebook). Extra keyword arguments override
+    recipe fields.
     """
+    if progress and callback is None:
+        from .render import StudyProgress
+
+        with StudyProgress(enabled=True) as prog:
+            return compare(
+                model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
+                report, retry_failed, threads, model_options, weights, per_site, False, **recipe_overrides,
+            )  # fmt: skip
     cb = callback or (lambda event, **kw: None)
     shard_t = parse_shard(shard)
     set_threads(threads)
@@ -457,19 +443,35 @@ def compare(
     if epochs is not None:
         overrides["epochs"] = epochs
     rec = get_recipe(recipe, **overrides)
-    from .. import models
-
-    models.get_entry(model)
-    vlist = make_variants(model, variants)
-    if model_options:  # family options (e.g. All-CNN bn=True) apply to every arm alike
-        vlist = [dataclasses.replace(v, model_kwargs=dict(model_options)) for v in vlist]
+    model_str, obj = resolve_model_arg(model)
+    check_model(model_str, obj)
+    wrec = weights_record(weights) if weights is not None else None
+    if variants is None and per_site is not None:
+        vlist = make_variants(model_str, DEFAULT, model_options)
+    else:
+        vlist = make_variants(model_str, variants, model_options)
+    vlist = [dataclasses.replace(v, obj=obj if v.model == model_str else None, weights=wrec) for v in vlist]
     seed_list = parse_seeds(seeds)
     ds = load_dataset(dataset, data_dir, download=download)
     ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
     dev = resolve_device(device)
-    _probe_variants(vlist, ds)
+    size = tuple(int(x) for x in ds.x_train.shape[1:])
+    info_lines: list[str] = []
+    if per_site is not None:
+        base = next((v for v in vlist if v.name == DEFAULT), None)
+        if base is None:
+            base = dataclasses.replace(vlist[0], name=DEFAULT, slug=DEFAULT, downsample=None, policy=None)
+            vlist.insert(0, base)
+        site_vs, notes = per_site_variants(base, per_site, len(ds.classes), size)
+        vlist = unique([*vlist, *site_vs])
+        info_lines += [f"warning: {n}" for n in notes]
+        info_lines.append(
+            f"per-site study: '{per_site}' at {len(site_vs)} site(s) of {model_str}, one variant each, beside "
+            f"the unchanged {DEFAULT}: {', '.join(v.name for v in site_vs)}"
+        )
+    info_lines = _probe_variants(vlist, ds) + info_lines
 
-    defn = definition(model, ds_name, rec, vlist, seed_list)
+    defn = definition(model_str, ds_name, rec, vlist, seed_list)
     out_dir = Path(out) if out is not None else Path("runs") / auto_name(defn)
     _check_writable(out_dir)
     study = {
@@ -483,10 +485,19 @@ def compare(
             "input_size": list(ds.x_train.shape[1:]),
             "num_classes": len(ds.classes),
         },
+        "model_source": {
+            "model": model_str,
+            "python_object": model_str.startswith(PYTHON_PREFIX),
+            "options": dict(model_options or {}),
+            "weights": wrec,
+            "per_site": per_site,
+            "notes": info_lines,
+        },
         "created": _now(),
         "poolstride": __version__,
     }
     study = _create_or_check_study(out_dir, study)
+    cb("study_info", lines=info_lines)
 
     order = [(v, s) for s in seed_list for v in vlist]  # seed-major: a full comparison appears early
     mine = [(k, v, s) for k, (v, s) in enumerate(order) if shard_t is None or k % shard_t[1] == shard_t[0]]
@@ -525,9 +536,8 @@ def compare(
             if read_result(rd) is not None:  # finished by another process meanwhile
                 continue
             cb("run_start", variant=v.name, seed=s, index=k, run_dir=str(rd))
-            spec = RunSpec(v.model, v.downsample, s, v.name, dict(v.model_kwargs))
             try:
-                train_run(spec, ds, rec, dev, rd, callback=cb, data=data)
+                train_run(RunSpec(v, s), ds, rec, dev, rd, callback=cb, data=data)
             except PoolstrideError:
                 raise
             except (RuntimeError, ValueError, FloatingPointError, MemoryError) as e:
@@ -536,13 +546,30 @@ def compare(
             write_summary(out_dir, study)
         finally:
             release_lock(rd)
-    summ = write_summary(out_dir, study)
+    summ = StudyResult(write_summary(out_dir, study))
     summ["study_dir"] = str(out_dir)
     summ["busy"] = busy
     if report and summ["runs_done"]:
         summ["report"] = _write_report(out_dir)
+    summ["decision"] = _decision(out_dir, summ)
     cb("study_end", summary=summ)
     return summ
+
+
+def _decision(out_dir: Path, summ: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's decision (from the report just written, else built without figures)."""
+    if not summ["runs_done"]:
+        return None
+    path = out_dir / "report" / "report.json"
+    try:
+        if summ.get("report") and path.exists():
+            return dict(json.loads(path.read_text())["decision"])
+        from ..report import build_report
+
+        return dict(build_report(out_dir)["decision"])
+    except Exception as e:  # noqa: BLE001 - the study is done; a report problem must not hide it
+        return {"headline": f"no decision: the report failed ({type(e).__name__}: {e})", "sentences": [],
+                "caveats": [], "recommendation": None, "basis": None}  # fmt: skip
 
 
 def _failed(v: Variant, seed: int, rec: Recipe, ds_name: str, dev: torch.device, reason: str) -> dict[str, Any]:
@@ -565,16 +592,37 @@ def _write_report(out_dir: Path) -> str | None:
         return f"report failed: {type(e).__name__}: {e}"
 
 
-def _probe_variants(vlist: list[Variant], ds: Any) -> None:
-    """Build every variant and run one image through it, so a bad variant fails before any training."""
-    c, h, w = (int(x) for x in ds.x_train.shape[1:])
+def _probe_variants(vlist: list[Variant], ds: Any) -> list[str]:
+    """Build every variant (seed 0) and run one image through it, so that a bad variant fails before any
+    training; returns the lines to print once: what was adapted, and warnings."""
+    size = tuple(int(x) for x in ds.x_train.shape[1:])
+    lines: list[str] = []
+    seen: set[str] = set()
+    warned_map = False
     for v in vlist:
         try:
-            m = build_model(RunSpec(v.model, v.downsample, 0, v.name), len(ds.classes), c)
+            built = build_model(RunSpec(v, 0), len(ds.classes), size)
+            m = built.model
             m.eval()
             with torch.no_grad():
-                m(torch.zeros(1, c, h, w))
+                m(torch.zeros(1, *size))
         except PoolstrideError as e:
-            raise StudyError(f"variant {v.name!r} cannot be built: {e}") from None
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise StudyError(f"variant {v.name!r} cannot run on {c}x{h}x{w} input: {str(e)[:200]}") from None
+            msg = str(e).splitlines()[0]
+            raise StudyError(msg if v.name in msg else f"variant {v.name!r}: {msg}") from None
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise StudyError(
+                f"variant {v.name!r} cannot run on {'x'.join(map(str, size))} input: {str(e).splitlines()[0][:200]}"
+            ) from None
+        d = describe(v)
+        for line in ([d] if d else []) + built.adaptations:
+            if line not in seen:
+                seen.add(line)
+                lines.append(line)
+        for w in built.warnings:
+            lines.append(f"warning: {w}")
+        if not warned_map:
+            w2 = feature_map_warning(v, m, size)
+            if w2:
+                lines.append(f"warning: {w2}")
+                warned_map = True
+    return lines

@@ -2,7 +2,7 @@
 
 >>> from poolstride import train
 >>> ds = train.synthetic()                       # or poolstride.data.load("textures")
->>> r = train.train_run(train.RunSpec("tiny", "blur", seed=0), ds, train.get_recipe("fast", epochs=2))
+>>> r = train.train_run(train.RunSpec.of("tiny", "blur", seed=0), ds, train.get_recipe("fast", epochs=2))
 >>> r["status"], r["acc"], r["shift_consistency"]
 
 See :mod:`poolstride.train.engine` (runs, resume, determinism), :mod:`poolstride.train.recipe` (recipes),

@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import PoolstrideError
+from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
 from .data import DeviceData
 from .evaluate import autocast_ctx, evaluate, shift_consistency, uses_bf16
@@ -46,17 +47,19 @@ class RunError(PoolstrideError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What is trained: a built-in model, the operator at its downsampling sites, a seed."""
+    """What is trained: a variant (:class:`poolstride.variants.Variant`, any model and transformation) and a
+    seed. ``RunSpec.of("tiny", "blur", seed=1)`` parses a variant entry as ``--variants`` does."""
 
-    model: str = "tiny"
-    downsample: str | None = None
+    variant: Variant
     seed: int = 0
-    variant: str | None = None  # display name; defaults to the downsample spec (or "default")
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: str = "tiny", entry: str = "default", seed: int = 0, **model_kwargs: Any) -> RunSpec:
+        return cls(parse_entry(entry, model, model_kwargs), seed)
 
     @property
     def name(self) -> str:
-        return self.variant or (str(self.downsample) if self.downsample else "default")
+        return self.variant.name
 
 
 def resolve_device(device: str | torch.device | None = "auto", info: dist_mod.DistInfo | None = None) -> torch.device:
@@ -244,27 +247,67 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_config(spec: RunSpec, recipe: Recipe, dataset_name: str, device: torch.device | str) -> dict[str, Any]:
-    return {
+def run_config(
+    spec: RunSpec, recipe: Recipe, dataset_name: str, device: torch.device | str, built: Built | None = None
+) -> dict[str, Any]:
+    """The run's record (``config.json``): everything it is rebuilt from, and the hash of the weights it
+    starts from, so that a resume in another process can prove it rebuilt the same model."""
+    v = spec.variant
+    cfg: dict[str, Any] = {
         "schema": "poolstride.runconfig/1",
-        "variant": spec.name,
-        "model": spec.model,
-        "downsample": None if spec.downsample is None else str(spec.downsample),
-        "model_kwargs": dict(spec.model_kwargs),
+        "variant": v.name,
+        "model": v.model,
+        "downsample": v.downsample,
+        "model_kwargs": dict(v.model_kwargs),
         "seed": spec.seed,
         "dataset": dataset_name,
         "epochs": recipe.epochs,
         "recipe": recipe.to_dict(),
         "device": str(device),
     }
+    if v.policy is not None or v.weights is not None or v.site is not None:
+        cfg["variant_record"] = v.to_dict()
+    if built is not None:
+        cfg["adaptations"] = list(built.adaptations)
+        cfg["init_sha256"] = init_hash(built.model)
+    return cfg
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a run config that must match for a run directory to be resumed (device may change)."""
-    out = {k: v for k, v in cfg.items() if k not in ("device",)}
+    out = {k: v for k, v in cfg.items() if k not in ("device", "adaptations")}
     if isinstance(out.get("recipe"), dict):
         out["recipe"] = {k: v for k, v in out["recipe"].items() if k != "notes"}
     return out
+
+
+def _check_or_write_config(rdir: Path, cfg: dict[str, Any]) -> None:
+    cpath = rdir / "config.json"
+    if not cpath.exists():
+        write_json(cpath, cfg)
+        return
+    try:
+        old = json.loads(cpath.read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{cpath} is corrupted ({e}); move the run directory away to restart it") from None
+    new = json.loads(json.dumps(cfg, default=str))
+    a, b = _comparable(old), _comparable(new)
+    if a == b:
+        return
+    if {k: v for k, v in a.items() if k != "init_sha256"} == {k: v for k, v in b.items() if k != "init_sha256"}:
+        if "init_sha256" not in a:  # a run directory from before the hash was recorded: adopt it
+            write_json(cpath, {**old, "init_sha256": new["init_sha256"], "adaptations": new.get("adaptations")})
+            return
+        raise RunError(
+            f"{rdir}: the model rebuilt for this run is not the one it started from (initial weights "
+            f"{a.get('init_sha256')} recorded, {b.get('init_sha256')} now): its code, options or weights file "
+            "changed; restore them, or use another --out"
+        )
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    raise RunError(
+        f"{rdir} holds a run with a different config ({', '.join(diff) or 'schema'} differ); "
+        "use another output directory"
+    )
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -291,11 +334,10 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def build_model(spec: RunSpec, num_classes: int, in_channels: int) -> nn.Module:
-    from .. import models
-
-    kw = {"num_classes": num_classes, "in_channels": in_channels, **spec.model_kwargs}
-    return models.build(spec.model, downsample=spec.downsample, **kw)
+def build_model(spec: RunSpec, num_classes: int, input_size: tuple[int, ...]) -> Built:
+    """The run's model, seeded: ``torch.manual_seed(seed)`` then :func:`poolstride.variants.build`."""
+    torch.manual_seed(spec.seed)
+    return build(spec.variant, num_classes, input_size)
 
 
 def train_run(
@@ -322,7 +364,6 @@ def train_run(
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cfg = run_config(spec, recipe, ds_name, dev)
     rdir = Path(run_dir) if run_dir is not None else None
     main = info.is_main
     if rdir is not None and main:
@@ -332,26 +373,16 @@ def train_run(
             raise RunError(f"cannot create run directory {rdir}: {e.strerror or e}") from None
         if (rdir / "study.json").exists():
             raise RunError(f"{rdir} is a study directory (poolstride compare), not a run; use another --out")
-        cpath = rdir / "config.json"
-        if cpath.exists():
-            try:
-                old = json.loads(cpath.read_text())
-            except (OSError, ValueError) as e:
-                raise RunError(f"{cpath} is corrupted ({e}); move the run directory away to restart it") from None
-            if _comparable(old) != _comparable(json.loads(json.dumps(cfg))):
-                diff = [k for k in _comparable(cfg) if old.get(k) != json.loads(json.dumps(cfg)).get(k)]
-                raise RunError(
-                    f"{rdir} holds a run with a different config ({', '.join(diff) or 'schema'} differ); "
-                    "use another output directory"
-                )
-        else:
-            write_json(cpath, cfg)
-    dist_mod.barrier(info)
 
     # ---- model -------------------------------------------------------------------------------------------
-    torch.manual_seed(spec.seed)
-    model = build_model(spec, data.num_classes, data.input_size[0])
-    cost_key = json.dumps([spec.model, cfg["downsample"], spec.model_kwargs, data.input_size, data.num_classes])
+    built = build_model(spec, data.num_classes, data.input_size)
+    model = built.model
+    cfg = run_config(spec, recipe, ds_name, dev, built)
+    if rdir is not None and main:
+        _check_or_write_config(rdir, cfg)
+    dist_mod.barrier(info)
+    obj_id = id(spec.variant.obj) if spec.variant.obj is not None else None  # two instances, one class name
+    cost_key = json.dumps([spec.variant.to_dict(), obj_id, data.input_size, data.num_classes], sort_keys=True)
     cost = static_cost(model, data.input_size, cost_key)
     if info.enabled:
         model = dist_mod.convert_sync_bn(model, dev)
@@ -482,8 +513,12 @@ def train_run(
         "seed": spec.seed,
         "status": "ok" if reason is None else "failed",
         "reason": reason,
-        "model": spec.model,
+        "model": spec.variant.model,
         "downsample": cfg["downsample"],
+        "policy": spec.variant.policy,
+        "site": spec.variant.site,
+        "init_sha256": cfg["init_sha256"],
+        "adaptations": cfg["adaptations"],
         "dataset": ds_name,
         "epochs": recipe.epochs,
         "recipe": recipe.name,

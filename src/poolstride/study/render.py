@@ -1,0 +1,171 @@
+"""Rendering a study for people: rich progress bars while it runs, and the summary table.
+
+Used by the CLI (``poolstride compare``/``train``) and by ``poolstride.compare(progress=True)`` in a terminal or a
+notebook (rich detects Jupyter).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _count(v: Any) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            x = v / div
+            return f"{x:.{2 if x < 10 else 1 if x < 100 else 0}f}{suf}"
+    return f"{v:.0f}"
+
+
+class StudyProgress:
+    """Rich progress bars: the whole study (with ETA) and the current run."""
+
+    def __init__(self, enabled: bool, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.console = console or Console()
+        console = self.console
+        self.p = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self.overall: Any = None
+        self.run: Any = None
+        self.spe = 1
+        self.t_run = 0.0
+
+    def __enter__(self) -> StudyProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.started:
+            self.p.stop()
+
+    started = False
+
+    def __call__(self, event: str, **kw: Any) -> None:
+        if not self.enabled:
+            return
+        p = self.p
+        if not self.started:  # the live display starts with the first event, so errors print alone
+            self.started = True
+            p.start()
+        if event == "study_info":
+            for line in kw.get("lines") or []:
+                style = "yellow" if line.startswith("warning:") else "dim"
+                self.console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+        elif event == "study_start":
+            self.spe = kw["steps_per_epoch"]
+            shard = f" shard {kw['shard'][0]}/{kw['shard'][1]}" if kw.get("shard") else ""
+            done = kw["runs_mine"] - kw["runs_todo"]
+            threads = f"{kw['threads']} CPU thread" + ("s" if kw["threads"] != 1 else "")
+            self.console.print(
+                f"study [bold]{kw['study_dir']}[/]{shard}: {kw['runs_total']} runs, "
+                f"{done} already done, {kw['runs_todo']} to run ({threads})"
+            )
+            if kw["runs_todo"]:  # nothing to run (a finished study resumed): no empty bar
+                self.overall = p.add_task("overall", total=kw["runs_todo"] * kw["steps_per_run"], info="")
+        elif event == "run_start":
+            self.t_run = time.perf_counter()
+            label = f"{kw['variant']} seed {kw['seed']}"
+            if self.run is None:
+                self.run = p.add_task(label, total=1, info="")
+            else:
+                p.reset(self.run, description=label, total=1, info="")
+        elif event == "start" and self.run is not None:
+            spe, ep, start = kw["steps_per_epoch"], kw["epochs"], kw["start_epoch"]
+            p.update(self.run, total=spe * ep, completed=spe * start, info=f"epoch {start + 1}/{ep}")
+            if start and self.overall is not None:
+                p.advance(self.overall, spe * start)
+                self.console.print(f"  resuming {p.tasks[self.run].description} from epoch {start}")
+        elif event == "step":
+            if self.run is not None:
+                p.advance(self.run)
+            if self.overall is not None:
+                p.advance(self.overall)
+        elif event == "epoch" and self.run is not None:
+            acc = kw.get("test_acc")
+            info = f"epoch {kw['epoch']} loss {kw['train_loss']:.3f}" + (f" acc {acc:.1f}%" if acc is not None else "")
+            p.update(self.run, info=info)
+        elif event == "end":
+            r = kw["result"]
+            name = f"{r['variant']} seed {r['seed']}"
+            if r["status"] == "ok":
+                self.console.print(
+                    f"  [green]done[/] {name}: acc {r['acc']:.1f}%  shift-consistency "
+                    f"{_fmt(r['shift_consistency'])}%  ({time.perf_counter() - self.t_run:.1f} s)"
+                )
+            else:
+                self.console.print(f"  [red]failed[/] {name}: {r['reason']}")
+        elif event == "run_busy":
+            self.console.print(f"  skipped {kw['variant']} seed {kw['seed']}: another process is running it")
+
+
+def summary_table(summ: dict[str, Any]) -> Table:
+    study = summ["study"]
+    title = (
+        f"{study['model']} on {study['dataset']}, recipe {study['recipe']['name']} "
+        f"({study['recipe']['epochs']} epochs), {summ['runs_done']}/{summ['runs_total']} runs"
+    )
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col, just in (
+        ("variant", "left"),
+        ("n", "right"),
+        ("acc %", "right"),
+        ("95% CI", "right"),
+        ("shift %", "right"),
+        ("circ. %", "right"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("train s", "right"),
+    ):
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    for v in summ["variants"]:
+        ci = v.get("acc_ci95")
+        n = str(v["n"]) + (f" +{v['failed']} failed" if v.get("failed") else "")
+        t.add_row(
+            v["name"],
+            n,
+            _fmt(v.get("acc_mean")),
+            f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else "-",
+            _fmt(v.get("shift_consistency_mean")),
+            _fmt(v.get("shift_consistency_circular_mean")),
+            _count(v.get("params")),
+            _count(v.get("macs")),
+            _fmt(v.get("train_time_s_mean")),
+        )
+    return t
+
+
+def decision_lines(decision: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(text, style) lines of a decision, as ``compare`` and ``report`` print it."""
+    if not decision:
+        return []
+    out = [(s, "bold" if i == 0 else "") for i, s in enumerate(decision.get("sentences") or [])]
+    if not out and decision.get("headline"):
+        out.append((decision["headline"], "bold"))
+    out += [(f"  - {c}", "dim") for c in decision.get("caveats") or []]
+    return out
