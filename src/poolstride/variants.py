@@ -210,8 +210,8 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
     text = _normalise(entry)
     builtin = is_builtin(model)
     kw = dict(model_kwargs or {})
-    if text.lower() == DEFAULT:
-        v = Variant(DEFAULT, model, model_kwargs=kw)
+    if text.lower() in (DEFAULT, "base", "as-is"):  # base / as-is: the cost command's older spelling
+        v = Variant(text.lower(), model, model_kwargs=kw)
     elif "->" in text:
         from .surgery import parse_policy
 
@@ -416,9 +416,12 @@ def natural_classes(model: str) -> int:
 
 def _ctor_accepts_classes(model: str) -> bool:
     """Whether the constructor behind a MODEL string takes ``num_classes=`` (torchvision, timm: yes)."""
+    from .resolve import _cwd_importable
+
     head, _, tail = model.partition(":")
     if head in ("torchvision", "timm"):
         return True
+    _cwd_importable()
     try:
         obj: Any = importlib.import_module(head)
         for part in tail.split("."):
@@ -836,8 +839,10 @@ def per_site_variants(
     out, notes = [], []
     sel = dict(probe.select or {})
     for s in hit:
-        site = {"path": s.path, "kind": s.kind, "type": s.type, "stage": s.stage, "in_size": s.in_size,
-                "out_size": s.out_size, "in_channels": s.in_channels, "out_channels": s.out_channels}  # fmt: skip
+        site = {"path": s.path, "kind": s.kind, "type": s.type, "stage": s.stage,
+                "in_size": None if s.in_size is None else list(s.in_size),
+                "out_size": None if s.out_size is None else list(s.out_size),
+                "in_channels": s.in_channels, "out_channels": s.out_channels}  # fmt: skip
         v = replace(
             probe, name=s.path, slug=slugify(s.path), select={**sel, "paths": [s.path]}, site=site,
             expanded_from=None, obj=base.obj, weights=base.weights,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import sys
 import warnings
@@ -80,20 +81,38 @@ def convert_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Convert the downsampling of a model by policy and show the sites before/after with params and MACs."""
+    from ..errors import SpecError
     from ..surgery import convert_detailed, parse_policy, save_converted
     from ..surgery.cost import model_cost
+    from ..variants import check_model, describe, expand_op, parse_entry
 
+    check_model(model)
+    v = parse_entry(policy, model)  # the --variants grammar: a policy [selectors], or an operator spec
+    if v.downsample is not None:  # an operator on a built-in model: the same expansion as on any model
+        v = dataclasses.replace(v, policy=expand_op(v.downsample), select={"skip": ["stem", "shortcut"]})
+    if v.policy is None:
+        raise SpecError(f"--policy {policy!r} changes nothing here; give a surgery policy such as pool->conv(k=3)")
+    sel = dict(v.select or {})
     pol = parse_policy(
-        policy, skip=_split(skip), stages=",".join(_split(stage)) if stage else None,
-        paths=_split(path), exclude=_split(exclude), min_channels=min_channels, init=init,
+        v.policy, skip=[*sel.get("skip", []), *_split(skip)],
+        stages=",".join([*map(str, sel.get("stages") or []), *_split(stage)]) or None,
+        paths=[*sel.get("paths", []), *_split(path)], exclude=[*sel.get("exclude", []), *_split(exclude)],
+        min_channels=max(int(sel.get("min_channels") or 0), min_channels),
+        init=init if init != "default" or v.init == "auto" else v.init,
     )  # fmt: skip
+    note = describe(v)
+    if note:
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     net, natural, opts = _resolve(model, option)
     size = parse_input_size(input_size) if input_size else natural
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         conv = convert_detailed(net, pol, size, strict=not lenient).compute_costs()
     before, after = model_cost(net, size), model_cost(conv.model, size)
+    expanded = v.expanded_from is not None or v.downsample is not None
     for w in conv.warnings:
+        if expanded and "matches no site" in w:  # an operator touches the site kinds the model has; no noise
+            continue
         err_console.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
     by_path = {c.site.path: c for c in conv.changes}
     why = {s.path: r for s, r in conv.skipped}
@@ -125,7 +144,7 @@ def convert_command(
         )  # fmt: skip
     else:
         t = Table(
-            title=f"{model} at {'x'.join(map(str, size))}: {conv.policy.text}"
+            title=f"{model} at {'x'.join(map(str, size))}: {v.name}"
             + ("" if conv.traced else " (no fx graph: module walk only)"),
         )
         for col in ("#", "path", "kind@stage", "ch", "size", "before", "after", "dparams", "dMACs", "dother", "init"):

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import PoolstrideError, SpecError
+from ..errors import PoolstrideError
 from .common import app, console, parse_input_size, print_json
 
 
@@ -135,64 +135,22 @@ def inspect_command(
     console.print("[dim]conventions: docs/conventions.md (MACs are not FLOPs; pooling counted by its kernel)[/]")
 
 
-def _split_variants(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur.strip())
-    if depth != 0 or any(not v for v in out):
-        raise SpecError(f"bad --variants {text!r}; expected a comma-separated list such as max,conv(k=3),blur")
-    return out
-
-
-def _variant_model(model: str, options: dict[str, Any], variant: str, size: tuple[int, int, int]) -> Any:
-    from ..resolve import resolve
-    from ..spec import parse
-
-    if variant in ("base", "-", "as-is"):
-        return resolve(model, options).model
-    if "->" in variant:
-        base = resolve(model, options)
-        return _convert(base.model, variant, size)
-    spec = parse(variant)
-    from .. import models
-
-    if model.split(":", 1)[0].strip().lower() in models.names():
-        return resolve(model, options, str(spec)).model
-    return _convert(resolve(model, options).model, f"pool->{spec}", size)
-
-
-def _convert(model: Any, policy: str, size: tuple[int, int, int]) -> Any:
-    try:
-        from ..surgery import convert
-    except ImportError:
-        raise PoolstrideError(
-            f"variant {policy!r} needs poolstride.surgery to rewrite a model without built-in sites"
-        ) from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return convert(model, policy, size)
-
-
 @app.command("cost")
 def cost_command(
     model: str = typer.Argument(
         ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
     ),
     variants: str = typer.Option(
-        "base",
+        "default",
         "--variants",
         "-v",
-        help="Comma-separated operators for every site (max,conv(k=3),blur(base=max,size=3)); 'base' = as built; "
-        "a surgery policy with '->' is also accepted.",
+        help="Comma list of variants, as in `compare`: 'default' (as built), operators at every site "
+        "(max,conv(k=3),blur(base=max,size=3)), structural variants, surgery policies (pool->conv(k=3)...).",
     ),  # fmt: skip
     input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW (default: the model's)."),
+    num_classes: int = typer.Option(
+        None, "--num-classes", min=1, help="Adapt the classifier to N classes, as `compare` does for a dataset."
+    ),
     option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. stem=s1pool."),
     latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure latency and peak memory."),
     batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size for the latency measurement."),
@@ -206,20 +164,23 @@ def cost_command(
     from ..analysis import CONVENTIONS, inspect
     from ..analysis.profile import profile
     from ..resolve import parse_options, resolve
+    from ..variants import build, check_model, describe, parse_variants
 
     opts = parse_options(option)
-    names = _split_variants(variants)
-    from ..spec import parse
-
-    for v in names:  # validate every spec before any work
-        if v not in ("base", "-", "as-is") and "->" not in v:
-            parse(v)
+    check_model(model)
+    vlist = parse_variants(model, variants, opts)  # validates every entry before any work
     base = resolve(model, opts)
     size = _input(input_size, base.input_size)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows: list[dict[str, Any]] = []
-    for v in names:
-        m = base.model if v in ("base", "-", "as-is") else _variant_model(model, opts, v, size)
+    notes: list[str] = []
+    for vv in vlist:
+        torch.manual_seed(0)
+        built = build(vv, num_classes, size)
+        m, v = built.model, vv.name
+        for line in ([describe(vv)] if describe(vv) else []) + built.adaptations:
+            if line not in notes:
+                notes.append(line)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rep = inspect(m, size)
@@ -269,6 +230,8 @@ def cost_command(
         "schema": 1,
         "model": base.name,
         "input_size": list(size),
+        "num_classes": num_classes,
+        "notes": notes,
         "latency_batch": batch if latency else None,
         "devices": devices if latency else [],
         "conventions": CONVENTIONS,
@@ -302,6 +265,8 @@ def cost_command(
                 ]
             cells.append(_bytes(row["latency"]["cpu"]["peak_memory_bytes"]))
         tab.add_row(*cells)
+    for line in notes:
+        console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     _show(tab)
     console.print(
         "[dim]MACs: conv/linear multiply-accumulates (FLOPs = 2 x MACs); other ops: pooling by its kernel, norm, "

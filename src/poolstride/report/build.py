@@ -184,5 +184,107 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
         )
     if max_n < 2:
         notes.insert(0, "1 seed per variant: std, confidence intervals and tests need at least 2 seeds")
+    if study.sites:
+        data["per_site"] = per_site_rows(study, data)
     data["decision"] = decide(data)
     return data
+
+
+def _resolution(site: dict[str, Any]) -> str | None:
+    def hw(x: Any) -> str | None:
+        if isinstance(x, (list, tuple)) and x and all(isinstance(i, int) and not isinstance(i, bool) for i in x):
+            return "×".join(str(i) for i in x)
+        return None
+
+    a, b = hw(site.get("in_size")), hw(site.get("out_size"))
+    return None if a is None and b is None else f"{a or '?'} → {b or '?'}"
+
+
+def _delta(v: float | None, b: float | None) -> dict[str, Any]:
+    return {
+        "baseline": b,
+        "variant": v,
+        "delta": None if v is None or b is None else v - b,
+        "delta_pct": _pct(v, b),
+    }
+
+
+def _cannot_tell_reason(mc: dict[str, Any] | None, enough_seeds: bool, m: int) -> str:
+    """Why a site's accuracy comparison gives no verdict, in words."""
+    if not enough_seeds:
+        return "with 1 seed per variant there is no paired comparison (it needs at least 2 seeds)"
+    if mc is None:
+        return "no comparison"
+    v = mc.get("verdict")
+    if v == "not testable":
+        return str(mc.get("note") or "no test possible")
+    ci, p = mc.get("ci"), mc.get("p_holm")
+    margin = METRICS["acc"][2]
+    if ci and ci[0] <= 0.0 <= ci[1]:
+        s = f"the 95% CI of the accuracy difference, {stats.fmt_ci(ci, 2)} pt, spans 0"
+    else:
+        s = f"not significant after Holm correction over {m} comparisons (adjusted p = {p:.3g})"
+    if ci and -margin <= ci[0] and ci[1] <= margin:
+        s += f"; the CI lies within ±{margin:g} pt"
+    return s
+
+
+def per_site_rows(study: Study, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per per-site variant (study.json ``site`` record), in study order, read off ``data``'s
+    comparisons with the baseline (paired by seed, Holm-corrected across all variants): the accuracy and
+    shift-consistency differences, the MACs and params deltas, and a verdict word from the accuracy verdict:
+    ``helps`` (detectably higher), ``hurts`` (detectably lower) or ``cannot tell`` (with ``reason``)."""
+    base = data["options"]["baseline"]
+    enough = bool(data["status"]["enough_seeds"])
+    by_name = {v["name"]: v for v in data["variants"]}
+    cmps = {c["variant"]: c for c in data["comparisons"]}
+    m = sum(c["metrics"]["acc"].get("p_holm") is not None for c in data["comparisons"])
+    source = study.meta.get("model_source")
+    default_policy = source.get("per_site") if isinstance(source, dict) else None
+    records = study.records
+    base_costs = by_name[base]["costs"]
+    keys = ("n", "diff_mean", "ci", "p", "p_holm", "verdict", "note")
+    rows: list[dict[str, Any]] = []
+    for name, site in study.sites.items():
+        if name == base or name not in by_name:
+            continue
+        cmp = cmps.get(name)
+        row: dict[str, Any] = {
+            "variant": name,
+            "path": str(site.get("path")),
+            "kind": site.get("kind"),
+            "type": site.get("type"),
+            "stage": site.get("stage"),
+            "in_size": site.get("in_size"),
+            "out_size": site.get("out_size"),
+            "in_channels": site.get("in_channels"),
+            "out_channels": site.get("out_channels"),
+            "resolution": _resolution(site),
+            "policy": records.get(name, {}).get("policy") or default_policy,
+            "baseline": base,
+            "n": by_name[name]["n"],
+        }
+        for key in METRICS:
+            mc = cmp["metrics"][key] if cmp is not None else None
+            row[key] = {k: mc.get(k) for k in keys} if mc is not None else {k: None for k in keys}
+        vc = by_name[name]["costs"]
+        row["macs"] = _delta(vc["macs"], base_costs["macs"])
+        row["params"] = _delta(vc["params"], base_costs["params"])
+        acc = cmp["metrics"]["acc"] if cmp is not None else None
+        verdict = acc.get("verdict") if acc is not None and enough else None
+        if verdict == "higher":
+            row["verdict"], row["reason"] = "helps", None
+        elif verdict == "lower":
+            row["verdict"], row["reason"] = "hurts", None
+        else:
+            row["verdict"] = "cannot tell"
+            if cmp is None:
+                row["reason"] = (
+                    f"the baseline {base} has no successful run"
+                    if by_name[base]["n"] == 0
+                    else "no successful run of this variant"
+                )
+            else:
+                row["reason"] = _cannot_tell_reason(acc, enough, m)
+        rows.append(row)
+    return rows

@@ -7,6 +7,9 @@ Rules (all judged against the baseline, paired by seed, Holm-corrected, alpha 0.
 3. Else keep the baseline; cheaper variants with no detectable accuracy loss are named as options, with
    the reminder that "no detectable difference" is not proof of equality.
 With fewer than 2 seeds nothing is recommended.
+
+A per-site study (``data["per_site"]``) also gets a sentence per policy naming the sites where the change
+helps, hurts or cannot be told apart from the baseline, read off the same Holm-adjusted verdicts.
 """
 
 from __future__ import annotations
@@ -42,6 +45,55 @@ def _diff(mc: dict[str, Any]) -> str:
 def _within(mc: dict[str, Any], margin: float) -> bool:
     ci = mc.get("ci")
     return ci is not None and -margin <= ci[0] and ci[1] <= margin
+
+
+def _names(xs: list[str]) -> str:
+    return ", ".join(xs)
+
+
+def _per_site_sentences(data: dict[str, Any]) -> list[str]:
+    """'Per site (policy P, against B): changing X helps (...); changing Y hurts (...); cannot tell at 3 sites:
+    a, b, c.' per policy, plus the sites whose shift-consistency differs detectably."""
+    rows = data.get("per_site") or []
+    if not rows:
+        return []
+    base = data["options"]["baseline"]
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("policy"), []).append(r)
+    out: list[str] = []
+    for pol, rs in groups.items():
+        head = f"Per site ({'policy ' + pol + ', ' if pol else ''}against {base})"
+        unsure = [r for r in rs if r["verdict"] == "cannot tell"]
+        reasons = {r.get("reason") for r in unsure}
+        if len(unsure) == len(rs) and len(rs) > 1 and len(reasons) == 1:
+            out.append(
+                f"{head}: cannot tell at any of the {len(rs)} sites ({_names([r['path'] for r in rs])}), "
+                f"{next(iter(reasons))}."
+            )
+            continue
+        parts = [
+            f"changing {r['path']} {r['verdict']} ({_diff(r['acc'])})" for r in rs if r["verdict"] != "cannot tell"
+        ]
+        if len(unsure) == 1 and len(rs) == 1:
+            parts.append(f"cannot tell at {unsure[0]['path']} ({unsure[0].get('reason')})")
+        elif unsure:
+            parts.append(
+                f"cannot tell at {len(unsure)} site{'s' if len(unsure) > 1 else ''}: "
+                + _names([r["path"] for r in unsure])
+            )
+        out.append(f"{head}: " + "; ".join(parts) + ".")
+        sc = [
+            f"{'higher' if r['shift_consistency']['verdict'] == 'higher' else 'lower'} when changing {r['path']} "
+            f"({_diff(r['shift_consistency'])})"
+            for r in rs
+            if r["shift_consistency"].get("verdict") in ("higher", "lower")
+        ]
+        if sc:
+            out.append(
+                f"Shift-consistency{' (policy ' + pol + ')' if pol and len(groups) > 1 else ''}: " + "; ".join(sc) + "."
+            )
+    return out
 
 
 def decide(data: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +219,8 @@ def decide(data: dict[str, Any]) -> dict[str, Any]:
                 sentences.append(f"{rec} is on the accuracy-vs-{' and -vs-'.join(on)} Pareto front.")
             if off:
                 sentences.append(f"On mean accuracy it is off the Pareto front for {'; '.join(off)}.")
+
+    sentences.extend(_per_site_sentences(data))
 
     # Caveats: always stated.
     recipe = study.get("recipe") or {}

@@ -19,7 +19,7 @@ import numpy as np
 @dataclass(frozen=True)
 class FakeVariant:
     name: str
-    downsample: str
+    downsample: str | None
     acc: float  # true mean accuracy (%)
     shift: float  # true mean shift-consistency (%)
     macs: int
@@ -27,6 +27,10 @@ class FakeVariant:
     params: int
     latency_ms: float
     slug: str | None = None
+    site: dict[str, Any] | None = None  # a per-site variant's study.json "site" record (compare --per-site)
+    policy: str | None = None  # its policy text
+    accs: tuple[float, ...] | None = None  # exact accuracy per seed (in `seeds` order), instead of acc + noise
+    shifts: tuple[float, ...] | None = None  # exact shift-consistency per seed, likewise
 
 
 DEFAULT_VARIANTS: tuple[FakeVariant, ...] = (
@@ -49,6 +53,15 @@ def _dump(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _record(v: FakeVariant) -> dict[str, Any]:
+    rec: dict[str, Any] = {"name": v.name, "model": "tiny", "downsample": v.downsample, "slug": _slug(v)}
+    if v.policy is not None:
+        rec.update(policy=v.policy, select={"paths": [v.site["path"]]} if v.site else {}, init="auto")
+    if v.site is not None:
+        rec["site"] = dict(v.site)
+    return rec
+
+
 def make_study(
     study_dir: str | Path,
     *,
@@ -68,7 +81,9 @@ def make_study(
 
     ``skip``: (variant, seed) pairs without a result (partly finished study); ``fail``: pairs whose run
     failed; ``dataset_of``: per-run dataset override (to build a mixed, invalid directory); ``sites`` /
-    ``erf``: also write the optional per-site costs and effective-receptive-field arrays.
+    ``erf``: also write the optional per-site costs and effective-receptive-field arrays. A variant with a
+    ``site`` record makes a per-site study (name the first variant ``default``); ``accs`` / ``shifts`` fix
+    its per-seed numbers exactly.
     """
     d = Path(study_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def make_study(
         "model": "tiny",
         "dataset": dataset,
         "recipe": recipe,
-        "variants": [{"name": v.name, "model": "tiny", "downsample": v.downsample, "slug": _slug(v)} for v in variants],
+        "variants": [_record(v) for v in variants],
         "seeds": list(seeds),
         "baseline": variants[0].name,
         "created": "2026-11-28T10:00:00Z",
@@ -91,7 +106,7 @@ def make_study(
     seed_effect = {s: float(rng.normal(0.0, 0.8)) for s in seeds}  # shared by variants: why pairing helps
     results = []
     for v in variants:
-        for s in seeds:
+        for k, s in enumerate(seeds):
             run = d / "runs" / _slug(v) / f"seed{s}"
             run.mkdir(parents=True, exist_ok=True)
             ds = (dataset_of or {}).get((v.name, s), dataset)
@@ -111,6 +126,10 @@ def make_study(
                 continue
             acc = v.acc + seed_effect[s] + float(rng.normal(0.0, noise))
             shift = v.shift + 0.5 * seed_effect[s] + float(rng.normal(0.0, noise))
+            if v.accs is not None:
+                acc = v.accs[k]
+            if v.shifts is not None:
+                shift = v.shifts[k]
             failed = (v.name, s) in fail_s
             lines = []
             for e in range(1, epochs + 1):

@@ -110,6 +110,15 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     if dec["caveats"]:
         a('<ul class="caveats">' + "".join(f"<li>{e(c)}</li>" for c in dec["caveats"]) + "</ul>")
 
+    if data.get("per_site"):
+        a(f'<h2 id="per-site">Per-site ablation (vs {e(opts["baseline"])})</h2>')
+        head, rows = tables.per_site_table(data)
+        a(_table(head, rows, text_cols=(0, 1, 6)))
+        a(f'<p class="caveats">{e(tables.per_site_caption(data))}</p>')
+        notes = tables.per_site_notes(data)
+        if notes:
+            a('<ul class="caveats">' + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+
     a('<h2 id="variants">Variants</h2>')
     head, rows = tables.variants_table(data)
     a(_table(head, rows))

@@ -104,6 +104,25 @@ class Study:
     def failed_runs(self) -> list[Run]:
         return [r for r in self.runs if not r.ok]
 
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        """study.json's record of each variant listed there as a dict, by name, in study order."""
+        out: dict[str, dict[str, Any]] = {}
+        for v in self.meta.get("variants") or []:
+            if isinstance(v, dict) and v.get("name") is not None:
+                out.setdefault(str(v["name"]), v)
+        return out
+
+    @property
+    def sites(self) -> dict[str, dict[str, Any]]:
+        """The site record of each per-site variant (``compare --per-site``), by name, in study order; a
+        variant without one (an ordinary variant, the baseline) is absent."""
+        return {
+            name: rec["site"]
+            for name, rec in self.records.items()
+            if isinstance(rec.get("site"), dict) and rec["site"].get("path") is not None
+        }
+
 
 def _num(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)):

@@ -52,6 +52,16 @@ def render(data: dict[str, Any]) -> str:
     for c in dec["caveats"]:
         a(f"- {_text(c)}")
     a("")
+    if data.get("per_site"):
+        a(f"## Per-site ablation (vs {_text(opts['baseline'])})")
+        a("")
+        a(_table(*tables.per_site_table(data)))
+        a("")
+        a(_text(tables.per_site_caption(data)))
+        a("")
+        for n in tables.per_site_notes(data):
+            a(f"- {_text(n)}")
+        a("")
     a("## Variants")
     a("")
     a(_table(*tables.variants_table(data)))

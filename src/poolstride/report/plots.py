@@ -86,6 +86,14 @@ def _label(v: str, width: int = 28) -> str:
     return v if len(v) <= width else v[: width - 1] + "…"
 
 
+def _middle(v: str, width: int = 32) -> str:
+    """``v`` shortened in the middle (a module path's head and tail both tell sites apart)."""
+    if len(v) <= width:
+        return v
+    head = (width - 1) // 2
+    return v[:head] + "…" + v[-(width - 1 - head) :]
+
+
 def _fmt_count(x: float, _pos: Any = None) -> str:
     for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
@@ -496,6 +504,105 @@ def erf_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] | Non
     }
 
 
+VERDICT_STYLE = {  # colour, marker, legend label; Okabe-Ito bluish green / vermillion, grey for no verdict
+    "up": (OKABE_ITO[3], "^", "detectably better"),
+    "down": (OKABE_ITO[5], "v", "detectably worse"),
+    "none": ("#8c8c8c", "o", "cannot tell"),
+}
+
+
+def _verdict_key(v: Any) -> str:
+    return "up" if v in ("helps", "higher") else "down" if v in ("hurts", "lower") else "none"
+
+
+def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None:
+    plt = _mpl()
+    from matplotlib.lines import Line2D
+
+    rows = [r for r in data.get("per_site") or [] if r["acc"]["diff_mean"] is not None]
+    if not rows:
+        return None
+    # model order: study order is the model's execution order; a stable sort by stage keeps it for mixed studies
+    rows = sorted(rows, key=lambda r: r["stage"] if isinstance(r.get("stage"), int) else math.inf)
+    base = data["options"]["baseline"]
+    n = len(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 0.42 * n + 1.5), sharey=True)
+    y = np.arange(n)
+    panels = [("acc", "accuracy change (pt)"), ("shift_consistency", "shift-consistency change (pt)")]
+    for ax, (key, xlabel) in zip(axes, panels, strict=True):
+        xs: list[float] = [0.0]
+        for i, r in enumerate(rows):
+            m = r[key]
+            d = m["diff_mean"]
+            if d is None:
+                continue
+            colour, marker, _ = VERDICT_STYLE[_verdict_key(r["verdict"] if key == "acc" else m.get("verdict"))]
+            ci = m["ci"]
+            xerr = [[d - ci[0]], [ci[1] - d]] if ci else None
+            ax.errorbar(
+                [d],
+                [i],
+                xerr=xerr,
+                fmt=marker,
+                color=colour,
+                mfc=colour if ci else "white",
+                mec=colour,
+                ms=7,
+                mew=1.5,
+                capsize=3,
+                elinewidth=1.2,
+                zorder=3,
+            )
+            xs += [d] + (list(ci) if ci else [])
+        ax.axvline(0.0, color="#000000", lw=0.9, zorder=1)
+        lo, hi = min(xs), max(xs)
+        pad = 0.08 * (hi - lo) if hi > lo else 1.0
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="y", visible=False)
+    one = "" if data["status"]["enough_seeds"] else " (1 seed: no CI, no verdict)"
+    axes[0].set_title(f"site variant − {_label(base, 20)}{one}", loc="left")
+    labels = []
+    for r in rows:
+        stage = "?" if r.get("stage") is None else r["stage"]
+        sub = f"{r.get('kind') or '?'}@{stage}" + (f" · {r['resolution']}" if r.get("resolution") else "")
+        labels.append(f"{_middle(r['path'], 40)}\n{sub}")
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(labels, fontsize=7.5)
+    axes[0].set_ylim(n - 0.5, -0.5)  # first site (input side) on top
+    # the MACs change of each site, right of the second panel
+    ax2 = axes[1]
+    ax2.annotate(
+        "ΔMACs", (1.03, -0.5), xycoords=("axes fraction", "data"), ha="left", va="bottom", fontsize=7.5, weight="bold"
+    )
+    for i, r in enumerate(rows):
+        dm = r["macs"]
+        if dm.get("delta") is None:
+            txt = "n/a"
+        else:
+            txt = ("+" if dm["delta"] >= 0 else "−") + _fmt_count(abs(float(dm["delta"])))
+            if dm.get("delta_pct") is not None:
+                txt += f" ({dm['delta_pct']:+.1f}%)"
+        ax2.annotate(txt, (1.03, i), xycoords=("axes fraction", "data"), ha="left", va="center", fontsize=7.5)
+    proxies = [
+        Line2D([], [], ls="", marker=mk, color=c, mfc=c, ms=6, label=lab) for c, mk, lab in VERDICT_STYLE.values()
+    ]
+    fig.legend(handles=proxies, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
+    fig.tight_layout()
+    png, svg = _save(fig, outdir, "per_site")
+    ci_txt = "95% CI error bars (filled markers; hollow: no CI)" if data["status"]["enough_seeds"] else "no CI (1 seed)"
+    return {
+        "name": "per_site",
+        "title": "Per-site ablation: the change at one site at a time",
+        "caption": f"Paired difference from {base} (mean over seeds, {ci_txt}) when only that site is changed, "
+        "sites from the input side (top) down. Colour and marker: detectably better / worse after Holm correction "
+        "(accuracy panel: the site's verdict; right panel: the shift-consistency verdict) or cannot tell. "
+        "Right margin: the change in MACs.",
+        "png": png,
+        "svg": svg,
+    }
+
+
 def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Draw every figure into ``outdir``; return the figure records and notes on the skipped ones."""
     outdir.mkdir(parents=True, exist_ok=True)
@@ -503,7 +610,8 @@ def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list
     style = Style(study.variants, data["options"]["baseline"])
     figs: list[dict[str, Any]] = []
     notes: list[str] = []
-    jobs: list[tuple[str, Any]] = [
+    jobs: list[tuple[str, Any]] = [("per_site", lambda: per_site_figure(data, outdir))] if data.get("per_site") else []
+    jobs += [
         ("pareto", lambda: pareto_figure(data, style, outdir)),
         ("curves", lambda: curves_figure(study, data, style, outdir)),
         ("gradflow", lambda: gradflow_figure(study, style, outdir)),
@@ -512,6 +620,7 @@ def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list
         ("erf", lambda: erf_figure(study, style, outdir)),
     ]
     why = {
+        "per_site": "no site variant has a paired accuracy difference",
         "pareto": "no variant has both an accuracy and a cost",
         "curves": "no metrics.jsonl with test_acc or train_loss",
         "gradflow": "no run stores gradflow in result.json",

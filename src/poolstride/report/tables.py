@@ -140,6 +140,69 @@ def costs_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _diff_ci(m: dict[str, Any]) -> str:
+    d = m.get("diff_mean")
+    if d is None:
+        return "n/a"
+    c = m.get("ci")
+    return f"{d:+.2f} {ci(c, signed=True)}" if c else f"{d:+.2f} (no CI: {m.get('n') or 0} paired seed)"
+
+
+def _delta_count(d: dict[str, Any]) -> str:
+    x = d.get("delta")
+    if x is None:
+        return "n/a"
+    s = ("+" if x >= 0 else "-") + count(abs(x))
+    return s + (f" ({pct(d['delta_pct'])})" if d.get("delta_pct") is not None else "")
+
+
+def per_site_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-site ablation (``data["per_site"]``): one row per site variant, in study order."""
+    head = ["site", "kind@stage", "resolution", "Δacc pt [95% CI]", "Δshift pt [95% CI]", "ΔMACs", "verdict"]
+    rows = []
+    for r in data.get("per_site") or []:
+        site = r["path"] + ("" if r["variant"] == r["path"] else f" ({r['variant']})")
+        stage = "?" if r.get("stage") is None else str(r["stage"])
+        rows.append(
+            [
+                site,
+                f"{r.get('kind') or '?'}@{stage}",
+                r.get("resolution") or "n/a",
+                _diff_ci(r["acc"]),
+                _diff_ci(r["shift_consistency"]),
+                _delta_count(r["macs"]),
+                r["verdict"],
+            ]
+        )
+    return head, rows
+
+
+def per_site_notes(data: dict[str, Any]) -> list[str]:
+    """Why each 'cannot tell' site cannot be told apart, grouped by reason."""
+    by: dict[str, list[str]] = {}
+    for r in data.get("per_site") or []:
+        if r["verdict"] == "cannot tell":
+            by.setdefault(str(r.get("reason") or "no reason recorded"), []).append(r["path"])
+    rows = data.get("per_site") or []
+    out = []
+    for reason, paths in by.items():
+        who = f"all {len(paths)} sites" if len(paths) == len(rows) and len(paths) > 1 else ", ".join(paths)
+        out.append(f"cannot tell at {who}: {reason}")
+    return out
+
+
+def per_site_caption(data: dict[str, Any]) -> str:
+    opts = data["options"]
+    pols = sorted({str(r["policy"]) for r in data.get("per_site") or [] if r.get("policy")})
+    return (
+        (f"Each row changes one site ({'policy ' + ', '.join(pols)}) and nothing else. " if pols else "")
+        + f"Differences are site variant − {opts['baseline']}, paired by seed, 95% CI ({opts['ci']}); verdict from "
+        f"the accuracy difference, {opts['test']}, p-values Holm-corrected across all variants: helps / hurts = "
+        f"detectably higher / lower accuracy (adjusted p < {opts['alpha']:g}), cannot tell = the data cannot "
+        "separate it from the baseline (which is not proof of equality). ΔMACs: conv + linear, per image."
+    )
+
+
 def status_line(data: dict[str, Any]) -> str:
     st = data["status"]
     s = f"{st['runs_done']} of {st['runs_total']} runs finished ({st['runs_ok']} ok, {st['runs_failed']} failed)"

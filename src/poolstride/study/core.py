@@ -126,13 +126,14 @@ def _now() -> str:
 def definition(
     model: str, dataset_name: str, recipe: Recipe, variants: list[Variant], seeds: list[int]
 ) -> dict[str, Any]:
-    return {
+    defn = {
         "model": model,
         "dataset": dataset_name,
         "recipe": recipe.to_dict(),
         "variants": [v.to_dict() for v in variants],
         "seeds": list(seeds),
     }
+    return dict(json.loads(json.dumps(defn)))  # as it reads back from study.json (tuples become lists)
 
 
 _KEYS = ("model", "dataset", "recipe", "variants", "seeds")
