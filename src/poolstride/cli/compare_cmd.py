@@ -196,7 +196,8 @@ def train_command(
     if json_out:
         print_json(result)
         return
-    for line in ([describe(v)] if describe(v) else []) + list(result.get("adaptations") or []):
+    said = describe(v)
+    for line in ([said] if said else []) + list(result.get("adaptations") or []):
         console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     if result["status"] != "ok":
         err_console.print(f"run failed: {result['reason']}", markup=False)

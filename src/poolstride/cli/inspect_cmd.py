@@ -178,7 +178,8 @@ def cost_command(
         torch.manual_seed(0)
         built = build(vv, num_classes, size)
         m, v = built.model, vv.name
-        for line in ([describe(vv)] if describe(vv) else []) + built.adaptations:
+        said = describe(vv)
+        for line in ([said] if said else []) + built.adaptations:
             if line not in notes:
                 notes.append(line)
         with warnings.catch_warnings():
