@@ -231,7 +231,16 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
             pass
         v = Variant(text.lower(), text.lower(), model_kwargs=kw)
     else:
-        spec = parse(text)
+        try:
+            spec = parse(text)
+        except SpecError as e:
+            if "unknown operator" not in str(e):
+                raise
+            from .surgery import VALID_FORMS
+
+            raise SpecError(
+                f"{e}; or 'default', or a surgery policy: valid policy forms: {'; '.join(VALID_FORMS)}"
+            ) from None
         if builtin:
             v = Variant(text, model, downsample=str(spec), model_kwargs=kw)
         else:
@@ -722,7 +731,8 @@ def build(
             )
         m = conversion.model
         for s, why in conversion.skipped:
-            warns.append(f"{v.name}: site {s.path} left unchanged ({why})")
+            if not pol.select.reasons(s):  # left out by a selector: asked for, not worth a warning
+                warns.append(f"{v.name}: site {s.path} left unchanged ({why})")
         if sd is not None:
             kept = [ch.site.path for ch in conversion.changes if "function-preserving (verified)" not in ch.init]
             adapt.append(

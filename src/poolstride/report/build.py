@@ -260,7 +260,7 @@ def per_site_rows(study: Study, data: dict[str, Any]) -> list[dict[str, Any]]:
             "in_channels": site.get("in_channels"),
             "out_channels": site.get("out_channels"),
             "resolution": _resolution(site),
-            "policy": records.get(name, {}).get("policy") or default_policy,
+            "policy": default_policy or records.get(name, {}).get("policy"),  # as the user wrote it
             "baseline": base,
             "n": by_name[name]["n"],
         }
