@@ -41,29 +41,3 @@ class MyNet(nn.Module):
 
 def build(num_classes=10):
     return MyNet(num_classes)
-
-
-class AvgNet(nn.Module):  # no num_classes argument: the head is found and replaced
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, 1, 1)
-        self.pool = nn.AvgPool2d(2)
-        self.conv2 = nn.Conv2d(8, 8, 3, 1, 1)
-        self.head = nn.Linear(8, 1000)
-
-    def forward(self, x):
-        x = self.pool(torch.relu(self.conv(x)))
-        x = torch.relu(self.conv2(x))
-        return self.head(x.mean((2, 3)))
-
-
-def avgnet():
-    return AvgNet()
-
-
-def nohead():
-    return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-def broken():
-    raise RuntimeError("factory exploded")

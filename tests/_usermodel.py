@@ -1,74 +1,38 @@
-"""A user's model file, as the tests write it into a temporary current directory (mynet.py)."""
+"""A user's model file, as the tests write it into a temporary current directory (mynet.py): the example
+network of ``examples/mynet.py`` plus a few factories that exercise the adaptation and error paths."""
 
 from __future__ import annotations
 
-import textwrap
+from pathlib import Path
 
-MYNET = textwrap.dedent(
-    """
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
+EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "mynet.py").read_text()
 
+EXTRA = """
 
-    class Block(nn.Module):
-        def __init__(self, cin, cout):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, 2, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, 2, bias=False), nn.BatchNorm2d(cout))
+class AvgNet(nn.Module):  # no num_classes argument: the head is found and replaced
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 1, 1)
+        self.pool = nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(8, 8, 3, 1, 1)
+        self.head = nn.Linear(8, 1000)
 
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return F.relu(out + self.shortcut(x))
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        x = torch.relu(self.conv2(x))
+        return self.head(x.mean((2, 3)))
 
 
-    class MyNet(nn.Module):
-        def __init__(self, num_classes=10):
-            super().__init__()
-            self.stem = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
-            self.bn = nn.BatchNorm2d(8)
-            self.block = Block(8, 16)
-            self.fc = nn.Linear(16, num_classes)
-
-        def forward(self, x):
-            x = F.relu(self.bn(self.stem(x)))
-            x = F.max_pool2d(x, 2)
-            x = self.block(x)
-            x = F.max_pool2d(x, 2)
-            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+def avgnet():
+    return AvgNet()
 
 
-    def build(num_classes=10):
-        return MyNet(num_classes)
+def nohead():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-    class AvgNet(nn.Module):  # no num_classes argument: the head is found and replaced
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 3, 1, 1)
-            self.pool = nn.AvgPool2d(2)
-            self.conv2 = nn.Conv2d(8, 8, 3, 1, 1)
-            self.head = nn.Linear(8, 1000)
+def broken():
+    raise RuntimeError("factory exploded")
+"""
 
-        def forward(self, x):
-            x = self.pool(torch.relu(self.conv(x)))
-            x = torch.relu(self.conv2(x))
-            return self.head(x.mean((2, 3)))
-
-
-    def avgnet():
-        return AvgNet()
-
-
-    def nohead():
-        return nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-    def broken():
-        raise RuntimeError("factory exploded")
-    """
-)
+MYNET = EXAMPLE + EXTRA
