@@ -150,7 +150,7 @@ def summary_table(summ: dict[str, Any]) -> Table:
             v["name"],
             n,
             _fmt(v.get("acc_mean")),
-            f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else "-",
+            f"{max(ci[0], 0.0):.1f}-{min(ci[1], 100.0):.1f}" if ci else "-",  # accuracy lies in [0, 100]
             _fmt(v.get("shift_consistency_mean")),
             _fmt(v.get("shift_consistency_circular_mean")),
             _count(v.get("params")),
