@@ -20,6 +20,7 @@ from torch import nn
 
 from _usermodel import MYNET
 from poolstride.cli import main
+from poolstride.errors import PoolstrideError
 from poolstride.train import synthetic
 
 SMALL = {"epochs": 1, "batch_size": 32, "shift_images": 16, "report": False}
@@ -186,3 +187,40 @@ def test_python_objects_resume_in_python_and_return_the_decision(tmp_path):
     c = Console(record=True, width=100)
     c.print(s.table)
     assert "pool->avg" in c.export_text()
+
+
+def test_resume_refuses_a_model_that_changed_since_the_run_started(userdir, capsys):
+    from poolstride.study import compare
+
+    ds = synthetic(n_train=64, n_test=32, num_classes=3, size=16, seed=0)
+    out = userdir / "s"
+    compare("mynet:build", "default", seeds=1, dataset=ds, out=out, **SMALL)
+    run = out / "runs" / "default" / "seed0"
+    (run / "result.json").unlink()  # as if killed after its last checkpoint
+    (userdir / "mynet.py").write_text(MYNET.replace("nn.Conv2d(3, 8, 3, 1, 1, bias=False)", "nn.Conv2d(3, 8, 3, 1, 1)"))
+    sys.modules.pop("mynet", None)
+    with pytest.raises(PoolstrideError, match="not the one it started from .initial weights [0-9a-f]{16} recorded"):
+        compare("mynet:build", "default", seeds=1, dataset=ds, out=out, **SMALL)
+    assert not (run / "result.json").exists()
+
+
+def test_factories_name_themselves_and_train_takes_any_model(userdir, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(userdir))
+    import mynet  # the user's file
+
+    from poolstride.study import compare
+    from poolstride.variants import python_model_name
+
+    assert python_model_name(mynet.build) == "mynet:build"  # rebuildable from the command line
+    assert python_model_name(lambda: mynet.build()).startswith("python:")
+    assert python_model_name(mynet.MyNet()) == "python:MyNet"
+    ds = synthetic(n_train=64, n_test=32, num_classes=3, size=16, seed=0)
+    s = compare(mynet.build, "default", seeds=1, dataset=ds, out=userdir / "f", progress=True, **SMALL)
+    assert s["study"]["model"] == "mynet:build" and s["complete"]
+    capsys.readouterr()
+    argv = ["train", "--model", "mynet:build", "--variant", "pool->avg", "--dataset", "npz:d.npz", "--epochs", "1",
+            "--batch-size", "32", "--out", str(userdir / "t"), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["status"] == "ok" and r["policy"] == "pool->avg" and r["variant"] == "pool->avg"
+    assert "head: built with num_classes=3" in r["adaptations"]
