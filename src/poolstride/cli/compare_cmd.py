@@ -66,6 +66,13 @@ def compare_command(
         help="torch CPU threads (default 1: same numbers on every machine; raise it for big models).",
     ),
     amp: str = typer.Option(None, "--amp", help=AMP_HELP),
+    jobs: str = typer.Option(
+        "auto",
+        "--jobs",
+        "-j",
+        help="Worker processes for the runs: auto (the CPU cores, 1 per run thread) or N; per-run results are "
+        "identical to --jobs 1 on a CPU.",
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -100,6 +107,7 @@ def compare_command(
             model_options=parse_options(model_opt),
             weights=weights,
             per_site=per_site,
+            jobs=jobs,
             batch_size=batch_size,
             lr=lr,
             amp=amp,

@@ -47,6 +47,7 @@ from ..variants import (
     unique,
     weights_record,
 )
+from .workers import resolve_jobs, run_parallel
 
 SCHEMA = "poolstride.study/1"
 DEFAULT_MODEL = "tiny"
@@ -408,6 +409,7 @@ def compare(
     weights: str | Path | None = None,
     per_site: str | None = None,
     progress: bool = False,
+    jobs: int | str | None = "auto",
     **recipe_overrides: Any,
 ) -> StudyResult:
     """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md) as a
@@ -418,7 +420,8 @@ def compare(
     per run) or a factory. ``variants``: ``--variants`` entries (see :mod:`poolstride.variants`). ``weights``: a
     state_dict file loaded before the variant's surgery (converted sites start function-preserving where that
     exists). ``per_site``: a policy; adds one variant per site it matches (only that site changed) beside the
-    unchanged ``default`` baseline.
+    unchanged ``default`` baseline. ``jobs``: worker processes for the runs (``auto`` = the cores, one torch
+    thread per run unless ``threads`` says more; per-run results are identical to ``jobs=1`` on a CPU).
 
     With every argument left at its default this is the default study: the tiny demo net on the embedded
     ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
@@ -435,7 +438,7 @@ def compare(
         with StudyProgress(enabled=True) as prog:
             return compare(
                 model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
-                report, retry_failed, threads, model_options, weights, per_site, False, **recipe_overrides,
+                report, retry_failed, threads, model_options, weights, per_site, False, jobs, **recipe_overrides,
             )  # fmt: skip
     cb = callback or (lambda event, **kw: None)
     shard_t = parse_shard(shard)
@@ -526,15 +529,51 @@ def compare(
         shard=shard_t,
         threads=torch.get_num_threads(),
     )
+    n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None)
+    if n_jobs > 1:
+        cb("study_jobs", jobs=n_jobs, why=jobs_why)
+        run_parallel(n_jobs, torch.get_num_threads(), cb, todo=todo, out_dir=out_dir, study=study, ds=ds, rec=rec,
+                     dev=dev, ds_name=ds_name)  # fmt: skip
+        busy = [f"{v.name}/seed{s}" for _, v, s in todo if read_result(run_dir_of(out_dir, v, s)) is None]
+    else:
+        busy = run_todo(todo, out_dir, study, ds, rec, dev, ds_name, cb, data)
+    summ = StudyResult(write_summary(out_dir, study))
+    summ["study_dir"] = str(out_dir)
+    summ["busy"] = busy
+    if report and summ["runs_done"]:
+        summ["report"] = _write_report(out_dir)
+    summ["decision"] = _decision(out_dir, summ)
+    cb("study_end", summary=summ)
+    return summ
+
+
+def run_todo(
+    todo: list[tuple[int, Variant, int]],
+    out_dir: Path,
+    study: dict[str, Any],
+    ds: Any,
+    rec: Recipe,
+    dev: torch.device,
+    ds_name: str,
+    callback: Callback,
+    data: DeviceData | None = None,
+) -> list[str]:
+    """Claim (lock) and train every run of ``todo`` that no other process holds; return the ones held elsewhere.
+    The loop every worker runs, in this process or in a ``--jobs`` worker."""
+    cb = callback
+    if data is None:
+        data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
     busy = []
     for k, v, s in todo:
         rd = run_dir_of(out_dir, v, s)
+        if read_result(rd) is not None:  # finished by another process meanwhile
+            continue
         if not acquire_lock(rd):
             busy.append(f"{v.name}/seed{s}")
             cb("run_busy", variant=v.name, seed=s)
             continue
         try:
-            if read_result(rd) is not None:  # finished by another process meanwhile
+            if read_result(rd) is not None:
                 continue
             cb("run_start", variant=v.name, seed=s, index=k, run_dir=str(rd))
             try:
@@ -547,14 +586,7 @@ def compare(
             write_summary(out_dir, study)
         finally:
             release_lock(rd)
-    summ = StudyResult(write_summary(out_dir, study))
-    summ["study_dir"] = str(out_dir)
-    summ["busy"] = busy
-    if report and summ["runs_done"]:
-        summ["report"] = _write_report(out_dir)
-    summ["decision"] = _decision(out_dir, summ)
-    cb("study_end", summary=summ)
-    return summ
+    return busy
 
 
 def _decision(out_dir: Path, summ: dict[str, Any]) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ def _count(v: Any) -> str:
 
 
 class StudyProgress:
-    """Rich progress bars: the whole study (with ETA) and the current run."""
+    """Rich progress bars: the whole study (with ETA) and one line per active run (several with ``--jobs``)."""
 
     def __init__(self, enabled: bool, console: Console | None = None) -> None:
         self.enabled = enabled
@@ -53,9 +53,14 @@ class StudyProgress:
             transient=False,
         )
         self.overall: Any = None
-        self.run: Any = None
+        self.run: Any = None  # the latest run's task
+        self.tasks: dict[Any, Any] = {}  # run (variant, seed) -> its task: one line per active run
+        self.t_runs: dict[Any, float] = {}
+        self.current: Any = None
         self.spe = 1
-        self.t_run = 0.0
+
+    def _task(self, kw: dict[str, Any]) -> Any:
+        return self.tasks.get(kw.get("run") or self.current)
 
     def __enter__(self) -> StudyProgress:
         return self
@@ -88,38 +93,47 @@ class StudyProgress:
             )
             if kw["runs_todo"]:  # nothing to run (a finished study resumed): no empty bar
                 self.overall = p.add_task("overall", total=kw["runs_todo"] * kw["steps_per_run"], info="")
+        elif event == "study_jobs":
+            self.console.print(f"{kw['jobs']} worker processes ({kw['why']})", style="dim", highlight=False)
         elif event == "run_start":
-            self.t_run = time.perf_counter()
-            label = f"{kw['variant']} seed {kw['seed']}"
-            if self.run is None:
-                self.run = p.add_task(label, total=1, info="")
-            else:
-                p.reset(self.run, description=label, total=1, info="")
-        elif event == "start" and self.run is not None:
+            key = kw.get("run") or (kw["variant"], kw["seed"])
+            self.current = key
+            self.t_runs[key] = time.perf_counter()
+            self.tasks[key] = p.add_task(f"{kw['variant']} seed {kw['seed']}", total=1, info="")
+            self.run = self.tasks[key]
+        elif event == "start" and self._task(kw) is not None:
+            task = self._task(kw)
             spe, ep, start = kw["steps_per_epoch"], kw["epochs"], kw["start_epoch"]
-            p.update(self.run, total=spe * ep, completed=spe * start, info=f"epoch {start + 1}/{ep}")
+            p.update(task, total=spe * ep, completed=spe * start, info=f"epoch {start + 1}/{ep}")
             if start and self.overall is not None:
                 p.advance(self.overall, spe * start)
-                self.console.print(f"  resuming {p.tasks[self.run].description} from epoch {start}")
+                self.console.print(f"  resuming {p.tasks[task].description} from epoch {start}")
         elif event == "step":
-            if self.run is not None:
-                p.advance(self.run)
+            task = self._task(kw)
+            if task is not None:
+                p.advance(task)
             if self.overall is not None:
                 p.advance(self.overall)
-        elif event == "epoch" and self.run is not None:
+        elif event == "epoch" and self._task(kw) is not None:
             acc = kw.get("test_acc")
             info = f"epoch {kw['epoch']} loss {kw['train_loss']:.3f}" + (f" acc {acc:.1f}%" if acc is not None else "")
-            p.update(self.run, info=info)
+            p.update(self._task(kw), info=info)
         elif event == "end":
             r = kw["result"]
             name = f"{r['variant']} seed {r['seed']}"
+            key = kw.get("run") or self.current
+            t0 = self.t_runs.pop(key, None)
+            took = f"  ({time.perf_counter() - t0:.1f} s)" if t0 is not None else ""
             if r["status"] == "ok":
                 self.console.print(
                     f"  [green]done[/] {name}: acc {r['acc']:.1f}%  shift-consistency "
-                    f"{_fmt(r['shift_consistency'])}%  ({time.perf_counter() - self.t_run:.1f} s)"
+                    f"{_fmt(r['shift_consistency'])}%{took}"
                 )
             else:
                 self.console.print(f"  [red]failed[/] {name}: {r['reason']}")
+            task = self.tasks.pop(key, None)
+            if task is not None and self.overall is not None:  # in a study: the finished run's bar goes
+                p.remove_task(task)
         elif event == "run_busy":
             self.console.print(f"  skipped {kw['variant']} seed {kw['seed']}: another process is running it")
 
