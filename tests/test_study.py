@@ -258,3 +258,54 @@ def test_model_options_are_part_of_the_variant_definition():
     assert "model_kwargs" not in plain.to_dict()  # studies without options keep their auto names
     opt = Variant("base", "allcnn-c:base", None, "base", {"bn": True})
     assert opt.to_dict()["model_kwargs"] == {"bn": True}
+
+
+STATUS = textwrap.dedent(
+    """
+    import sys, torch
+    torch.set_num_threads(1)
+    from poolstride.study import compare
+    from poolstride.train import synthetic
+    ds = synthetic(n_train=256, n_test=32, num_classes=3, size=16, seed=0)
+    compare(dataset=ds, variants="max,avg", seeds=[0, 1], out=sys.argv[1], epochs=int(sys.argv[2]), batch_size=32,
+            shift_images=16, report=False, jobs=sys.argv[3])
+    """
+)
+
+
+def test_jobs_match_one_process_and_status_sees_a_study_in_progress(tmp_path):
+    from poolstride.study import status
+
+    script = tmp_path / "s.py"
+    script.write_text(STATUS)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "2", "1"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, str(script), str(tmp_path / "two"), "2", "2"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert two.returncode == 0, two.stderr
+
+    def metrics(d):
+        rs = [json.loads(p.read_text()) for p in sorted(d.rglob("result.json"))]
+        return sorted((r["variant"], r["seed"], r["acc"], r["loss"], r["shift_consistency"], r["init_sha256"])
+                      for r in rs)  # fmt: skip
+
+    assert len(metrics(tmp_path / "one")) == 4 and metrics(tmp_path / "one") == metrics(tmp_path / "two")
+    st = status(tmp_path / "two")
+    assert (st["done"], st["running"], st["pending"], st["complete"]) == (4, 0, 0, True)
+    # a study in progress: one run is being trained while we look
+    slow = tmp_path / "slow"
+    proc = subprocess.Popen([sys.executable, str(script), str(slow), "40", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not list(slow.rglob(".lock")) and time.time() < deadline:
+            time.sleep(0.1)
+        st = status(slow)
+        assert (st["running"], st["done"], st["pending"]) == (1, 0, 3), st
+        assert st["running_runs"][0]["variant"] == "max" and st["running_runs"][0]["pid"] == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    st = status(slow)  # the killed process's lock is not "running" any more
+    assert (st["running"], st["pending"]) == (0, 4)

@@ -66,3 +66,36 @@ def _print_summary(data: dict, index: object) -> None:
     for c in data["decision"]["caveats"]:
         console.print(f"  - {c}", style="dim", markup=False, highlight=False)
     console.print(f"report: {index}", markup=False, highlight=False)
+
+
+@app.command("status")
+def status_command(
+    study_dir: str = typer.Argument(..., metavar="STUDY_DIR", help="A study directory (local or shared storage)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Runs done / failed / running / pending of a study, per variant, and which runs are running where.
+
+    Example: poolstride status runs/tiny-textures-demo-0760f6b4
+    """
+    from ..study import status
+
+    st = status(study_dir)
+    if json_out:
+        print_json(st)
+        return
+    t = Table(title=f"{st['name']}: {st['done']} done, {st['failed']} failed, {st['running']} running, "
+                    f"{st['pending']} pending of {st['runs_total']} runs")  # fmt: skip
+    for col in ("variant", "done", "failed", "running", "pending"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for r in st["variants"]:
+        t.add_row(r["variant"], *(str(r[k]) for k in ("done", "failed", "running", "pending")))
+    console.print(t)
+    for r in st["running_runs"]:
+        console.print(
+            f"  running: {r['variant']} seed {r['seed']} on {r.get('host')} (pid {r.get('pid')}), "
+            f"{r.get('epochs_done', 0)} epoch(s) done",
+            markup=False,
+            highlight=False,
+        )
+    if st["complete"]:
+        console.print(f"complete; the report: poolstride report {study_dir}", markup=False, highlight=False)

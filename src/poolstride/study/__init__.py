@@ -21,6 +21,7 @@ from .core import (
     parse_shard,
     release_lock,
     run_dir_of,
+    status,
     summarize,
     write_summary,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "parse_shard",
     "release_lock",
     "run_dir_of",
+    "status",
     "summarize",
     "write_summary",
 ]

@@ -529,7 +529,7 @@ def compare(
         shard=shard_t,
         threads=torch.get_num_threads(),
     )
-    n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None)
+    n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None, len(todo) * spe * rec.epochs)
     if n_jobs > 1:
         cb("study_jobs", jobs=n_jobs, why=jobs_why)
         run_parallel(n_jobs, torch.get_num_threads(), cb, todo=todo, out_dir=out_dir, study=study, ds=ds, rec=rec,
@@ -587,6 +587,70 @@ def run_todo(
         finally:
             release_lock(rd)
     return busy
+
+
+def status(study_dir: str | Path) -> dict[str, Any]:
+    """Runs done / failed / running / pending of a study directory (local or on shared storage), per variant.
+
+    ``running``: a run whose ``.lock`` is held by a live process on this host, or by a process on another host
+    within the last 6 h (its lock is refreshed when it is created; a longer run on another host is still counted).
+    A lock of a dead process on this host counts as ``pending`` (it will be taken over)."""
+    sd = Path(study_dir)
+    try:
+        study = json.loads((sd / "study.json").read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{sd} is not a study directory (no study.json)") from None
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{sd / 'study.json'} is unreadable ({e})") from None
+    rows, running = [], []
+    totals = {"done": 0, "failed": 0, "running": 0, "pending": 0}
+    for v in study["variants"]:
+        row = {"variant": v["name"], "done": 0, "failed": 0, "running": 0, "pending": 0}
+        for seed in study["seeds"]:
+            rd = run_dir_of(sd, v, seed)
+            try:
+                res = read_result(rd)
+            except PoolstrideError:
+                res = {"status": "failed"}
+            if res is not None:
+                key = "done" if res.get("status") == "ok" else "failed"
+            else:
+                key = "running" if _lock_live(rd) else "pending"
+                if key == "running":
+                    running.append({"variant": v["name"], "seed": seed, **_lock_info(rd)})
+            row[key] += 1
+            totals[key] += 1
+        rows.append(row)
+    total = len(study["variants"]) * len(study["seeds"])
+    complete = totals["done"] + totals["failed"] == total
+    return {"study_dir": str(sd), "name": study.get("name"), "runs_total": total, **totals, "complete": complete,
+            "variants": rows, "running_runs": running}  # fmt: skip
+
+
+def _lock_info(rd: Path) -> dict[str, Any]:
+    try:
+        held = json.loads((rd / ".lock").read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    info: dict[str, Any] = {k: held.get(k) for k in ("host", "pid")}
+    try:
+        with open(rd / "metrics.jsonl") as f:
+            info["epochs_done"] = sum(1 for _ in f)
+    except OSError:
+        info["epochs_done"] = 0
+    return info
+
+
+def _lock_live(rd: Path) -> bool:
+    lock = rd / ".lock"
+    try:
+        held = json.loads(lock.read_text() or "{}")
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    if held.get("host") == socket.gethostname():
+        return isinstance(held.get("pid"), int) and _pid_alive(held["pid"])
+    return age <= STALE_LOCK_S
 
 
 def _decision(out_dir: Path, summ: dict[str, Any]) -> dict[str, Any] | None:

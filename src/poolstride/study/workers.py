@@ -11,10 +11,12 @@ every worker, and whatever was interrupted resumes from its last checkpoint next
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue as _queue
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -34,13 +36,24 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_jobs(jobs: int | str | None, n_todo: int, threads: int | None, python_object: bool) -> tuple[int, str]:
+#: below this many training steps in all, ``auto`` keeps one process: starting a worker (a fresh interpreter that
+#: imports torch) costs a few seconds, more than a tiny study gains
+MIN_STEPS_PER_WORKER = 250
+
+
+def resolve_jobs(
+    jobs: int | str | None, n_todo: int, threads: int | None, python_object: bool, total_steps: int | None = None
+) -> tuple[int, str]:
     """(worker count, why) for ``--jobs`` (an int, ``auto`` or None = auto)."""
     if jobs is None or str(jobs).strip().lower() == "auto":
         if python_object:
             return 1, "auto: 1 worker (a Python object may not exist in a fresh process; pass jobs=N to try)"
+        if total_steps is not None and total_steps < 2 * MIN_STEPS_PER_WORKER:
+            return 1, f"auto: 1 worker ({total_steps} steps in all: too few to pay for starting workers)"
         t = max(1, int(threads or 1))
         n = max(1, min(cores() // t, n_todo))
+        if total_steps is not None:
+            n = max(1, min(n, total_steps // MIN_STEPS_PER_WORKER))
         return n, f"auto: {n} worker(s) ({cores()} cores, {t} thread(s) per run)"
     try:
         n = int(jobs)
@@ -87,6 +100,22 @@ def _worker(wid: int, payload: bytes, events: Any) -> None:
         events.put((wid, "_error", {"kind": kind, "message": msg, "type": type(e).__name__}))
 
 
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Start spawned workers without re-running the caller's ``__main__``: a user's script that calls
+    ``compare()`` at top level (no ``if __name__ == "__main__":`` guard) would otherwise run again in every
+    worker. The workers need nothing from it (they import poolstride and unpickle the runs)."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def run_parallel(n: int, threads: int, callback: Callback, **args: Any) -> None:
     """Run ``core.run_todo(**args)`` in ``n`` spawned workers; relay their events to ``callback``."""
     _share(args["ds"])
@@ -94,8 +123,9 @@ def run_parallel(n: int, threads: int, callback: Callback, **args: Any) -> None:
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(i, payload, events), daemon=True) for i in range(n)]
-    for p in procs:
-        p.start()
+    with _main_not_reimported():
+        for p in procs:
+            p.start()
     alive = set(range(n))
     error: dict[str, Any] | None = None
     try:
