@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..spec import OpSpec, Param
 from .registry import Downsample, Geometry, register
-from .spectral import apply_separable, fourier_basis
+from .spectral import apply_separable, constant
+
+
+@functools.lru_cache(maxsize=256)
+def _full_basis_np(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, B, |f|) over the *whole* spectrum of an ``n``-sample axis (``|f| <= n/2``), evaluated on the
+    ``m`` output points ``t * n/m``: ``A = [cos(2 pi f t/m), sin(2 pi f t/m)]`` (m x 2F) and
+    ``B = c_f [cos(2 pi f j/n), sin(2 pi f j/n)] / n`` (n x 2F), ``c_f = 1/2`` for the input's Nyquist
+    pair ``+-n/2`` (even ``n``), else 1. For per-frequency weights ``w``, ``M = (A * [w, w]) @ B.T`` is
+    ``M[t, j] = 1/n sum_f c_f w_f cos(2 pi f (t/m - j/n))``: the band-limited interpolant of the
+    filtered signal, sampled at ``t * n/m``. With ``w = 1`` on ``|f| <= m/2`` and 0 above it is exactly
+    ``spectral``'s matrix; with ``w = 1`` everywhere and ``m = n``, the identity."""
+    f = np.arange(-(n // 2), n // 2 + 1, dtype=np.float64)
+    c = np.ones_like(f)
+    if n % 2 == 0:
+        c[0] = c[-1] = 0.5
+    at = 2 * math.pi * np.outer(np.arange(m), f) / m
+    bj = 2 * math.pi * np.outer(np.arange(n), f) / n
+    a = np.concatenate([np.cos(at), np.sin(at)], axis=1)
+    b = np.concatenate([np.cos(bj) * c, np.sin(bj) * c], axis=1) / n
+    return a, b, np.abs(f)
+
+
+def _full_basis(n: int, m: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    a, b, f = _full_basis_np(n, m)
+    return (
+        constant(("diffstride_a", n, m), a, like),
+        constant(("diffstride_b", n, m), b, like),
+        constant(("diffstride_f", n, m), f, like),
+    )
 
 
 @register(
@@ -33,27 +64,41 @@ class DiffStride(Downsample):
     """DiffStride (Riad, Teboul, Grangier & Zeghidour 2022, ICLR, arXiv:2202.01653): spectral pooling
     whose crop size is set by a learnable, fractional stride ``S >= 1``.
 
-    Per axis of length ``n``: the output has ``m = max(2, floor(n/S))`` samples (the integer crop size,
-    computed from ``S`` with a stop-gradient); the kept frequencies ``|f| <= m/2`` are multiplied by
-    the ramp ``mask(|f|) = clip((n/(2S) - |f|) / R, 0, 1)``, 1 at low frequencies and falling linearly
-    to 0 over ``R`` bins at ``n/(2S) >= m/2``, i.e. at the crop border. Since the ramp moves with ``S``,
-    ``d out / d S`` is non-zero and ``S`` is trained by gradient descent together with the network.
-    The Fourier resampling itself is that of ``spectral`` (DC-preserving, same real matrices), with
-    the separable mask ``mask_h(f_h) * mask_w(f_w)``.
+    **The mask is the paper's.** Per axis of length ``n``, with ``T = n/(2S)``, every input frequency
+    ``f`` is multiplied by ``mask(|f|) = clip((T + R - |f|) / R, 0, 1)`` (``compute_adaptive_span_mask``
+    of the official ``LearnableSpectralPooling``): the band ``|f| <= T`` passes unattenuated and the
+    ramp lies *outside* it, falling linearly from 1 at ``T`` to 0 at ``T + R``. Since the ramp moves with
+    ``S``, ``d out / d S`` is non-zero and ``S`` is trained by gradient descent with the network. The
+    2-D mask is separable, ``mask_h(f_h) * mask_w(f_w)``.
 
-    Differences from the official code (google-research/diffstride, ``LearnableSpectralPooling``):
+    **The output keeps the drop-in size.** The official layer keeps every bin where the mask is
+    non-zero, so its output is about ``n/S + 2R`` samples (24 instead of 16 for n=32, S=2, R=4), which
+    would not fit a stride-``S`` site (residual shortcuts, the next layers). Here the output has
+    ``m = max(2, floor(n/S))`` samples (computed from ``S`` with a stop-gradient): the masked,
+    band-limited signal is sampled at the ``m`` points ``t * n/m``. Every frequency of the output's
+    band ``|f| <= m/2`` (``m/2 <= T``) therefore passes with gain exactly 1, as in ``spectral`` (at
+    S=2 the two agree on every such frequency, the ``+-m/2`` pair folded alike), and the ramp's
+    frequencies ``m/2 < |f| < T + R``, which an ``m``-sample grid cannot hold, land on their aliases
+    ``f - m`` with the ramp's weight (0.75 / 0.5 / 0.25 for f = 9 / 10 / 11 at n=32, S=2, R=4). This
+    folded ramp is the price of the drop-in size: without it the output would not depend on ``S``
+    between integer crop sizes (no gradient), and putting the ramp inside the band (an earlier
+    version) low-passed the band itself. Use a small ``r`` for less aliasing (and a steeper ramp).
 
-    * **Drop-in size.** The official mask is ``clip((R + T - |f|)/R, 0, 1)`` with ``T = n/(2S)``: the
-      ramp lies *outside* ``T`` and the crop keeps every bin where the mask is non-zero, so its output
-      is about ``n/S + 2R`` (e.g. 24 instead of 16 for n=32, S=2, R=4). Here the ramp ends at the crop
-      border so the output is ``floor(n/S)``, the size a stride-``S`` layer would give.
-    * **DC is preserved.** The ramp width is capped at ``n/(2S)`` (``R_eff = min(R, n/(2S))``), so on
-      small maps the mean is never attenuated, and the resampling is normalised so that a constant map
-      keeps its value (the official irfft2d rescales by the size ratio).
+    **The mean is kept exactly.** Frequency ``m`` is the first that would alias onto DC, so the ramp is
+    shortened to end there on small maps: ``R_eff = min(R, m - T)`` (this bites only when ``n/S`` is
+    below about ``2R``). A constant map keeps its value and every output's mean is the input's. On a
+    4x4 map at S=2 (``m = 2``) no bin is left on the ramp: the output is ``spectral``'s (for
+    ``arange(1..16)``: ``[[3.5, 5.5], [11.5, 13.5]]``), and ``d out / d S`` is 0 there (2x2 outputs only).
+
+    Other differences from the official code (google-research/diffstride):
+
+    * The resampling is that of ``spectral``: real matrices, normalised so that a constant map keeps its
+      value (the official irfft2d rescales by the size ratio).
     * **Stride limits.** ``S`` is kept in ``[1, n/2]`` in the forward pass with a straight-through clamp
       (value clamped, gradient passed), so a stride pushed out of range by an update can come back;
       the official code assigns ``max(S, n/(n-R))`` to the variable before each call and clips it with a
       Keras constraint after each update. Exclude the stride from weight decay (it pulls S toward 1).
+      At ``S = 1`` the operator is the identity.
 
     The stride is the parameter ``strides`` (shape (1,) if ``shared`` else (2,) for (H, W)), initialised
     to ``init``. The integer ``stride`` given to :func:`~poolstride.ops.build` (the site's stride) is
@@ -100,10 +145,10 @@ class DiffStride(Downsample):
         # straight-through clamp to [1, n/2]: clamped value, identity gradient
         s = s + (s.detach().clamp(1.0, s_max) - s.detach())
         m = self._size(n, float(s.detach()))
-        a, b, absf = fourier_basis(n, m, like)
-        half = n / (2 * s.to(like.dtype))  # T = n / (2S), where the ramp reaches 0
-        ramp = torch.minimum(half, torch.full_like(half, self.smoothness))
-        mask = ((half - absf) / ramp).clamp(0.0, 1.0)
+        a, b, absf = _full_basis(n, m, like)
+        half = n / (2 * s.to(like.dtype))  # T = n / (2S): the mask is 1 up to T, then the ramp
+        ramp = torch.minimum(torch.full_like(half, self.smoothness), m - half)  # R_eff: ends by f = m
+        mask = ((half + ramp - absf) / ramp).clamp(0.0, 1.0)
         return (a * torch.cat([mask, mask])) @ b.transpose(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

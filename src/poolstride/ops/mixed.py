@@ -1,4 +1,4 @@
-"""Mixed max/average pooling (Yu et al. 2014)."""
+"""Mixed max-average pooling: the learned mix of Lee, Gallagher & Tu 2016."""
 
 from __future__ import annotations
 
@@ -20,18 +20,24 @@ from .registry import register
         Param("learnable", bool, False, "learn alpha (one scalar, through a sigmoid)"),
         K,
     ],
-    summary="alpha*max + (1-alpha)*avg, alpha fixed or learnable",
-    source="Yu, Wang, Chen & Wei 2014, 'Mixed pooling for CNNs' (RSKT, LNCS 8818); Lee et al. 2016",
+    summary="mixed max-average pooling (Lee et al. 2016): alpha*max + (1-alpha)*avg, alpha fixed or learned",
+    source="Lee, Gallagher & Tu 2016, 'Generalizing Pooling Functions in Convolutional Neural Networks: "
+    "Mixed, Gated, and Tree' (AISTATS, arXiv:1509.08985)",
     learnable=True,
     params_formula="0 (fixed alpha); 1 (learnable alpha)",
     shape_rule=_RULE,
 )
 class MixedPool(_Pool):
-    """Mixed pooling ``alpha * max + (1 - alpha) * avg``.
+    """Mixed max-average pooling (Lee, Gallagher & Tu 2016, AISTATS, arXiv:1509.08985):
+    ``alpha * max + (1 - alpha) * avg`` over each k x k window.
 
-    Yu et al. (2014) draw alpha in {0, 1} at random during training; this deterministic mix (the
-    'mixed max-average pooling' of Lee, Gallagher & Tu 2016) is the common reproducible form. With
-    ``learnable=true`` alpha is ``sigmoid(a)``, one trained scalar initialised at the given alpha.
+    With ``learnable=true`` alpha is the paper's learned mixing proportion, one scalar per layer (finer
+    grained proportions, and the paper's gated and tree pooling, are not implemented), kept in [0, 1]
+    as ``sigmoid(a)`` with ``a`` initialised at ``logit(alpha)``. With ``learnable=false`` alpha is a
+    fixed constant. The same mix is applied in training and evaluation. The stochastic "mixed pooling"
+    of Yu, Wang, Chen & Wei 2014 (max or average chosen at random per region during training) is a
+    different operator and is not implemented. Window placement and output size are those of
+    ``max(k)``; the average excludes padding.
     """
 
     def __init__(self, spec, in_channels, out_channels, stride=2):
