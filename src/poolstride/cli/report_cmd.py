@@ -22,6 +22,12 @@ def report_command(
         False, "--bootstrap", help="Percentile-bootstrap confidence intervals instead of t intervals."
     ),
     test: str = typer.Option("t", "--test", help="Paired test: t (paired t-test) or wilcoxon (signed-rank)."),
+    margin: float = typer.Option(
+        None,
+        "--margin",
+        help="Non-inferiority margin in accuracy points (default 1): a variant recommended for shift-consistency "
+        "or cost must have its accuracy CI's lower bound above -MARGIN.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of a summary."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Skip the plots (faster; tables and text only)."),
 ) -> None:
@@ -34,7 +40,14 @@ def report_command(
 
     if test not in ("t", "wilcoxon"):
         raise ReportError(f"unknown --test {test!r}; use t or wilcoxon")
-    index = write_report(study_dir, baseline=baseline, bootstrap=bootstrap, test=test, figures=not no_figures)
+    index = write_report(
+        study_dir,
+        baseline=baseline,
+        bootstrap=bootstrap,
+        test=test,
+        figures=not no_figures,
+        noninferiority_margin=margin,
+    )
     data = json.loads((index.parent / "report.json").read_text(encoding="utf-8"))
     if json_out:
         print_json(data)

@@ -23,12 +23,20 @@ __all__ = ["ReportError", "Study", "build_report", "load_study", "write_report"]
 
 
 def build_report(
-    study_dir: str | Path, baseline: str | None = None, bootstrap: bool = False, *, test: str = "t"
+    study_dir: str | Path,
+    baseline: str | None = None,
+    bootstrap: bool = False,
+    *,
+    test: str = "t",
+    noninferiority_margin: float | None = None,
 ) -> dict[str, Any]:
     """The report's data (what ``report.json`` holds, without figures), for notebooks and scripts."""
-    from .build import build
+    from .build import NONINFERIORITY_MARGIN, build
 
-    data: dict[str, Any] = _finite(build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test))
+    margin = NONINFERIORITY_MARGIN if noninferiority_margin is None else noninferiority_margin
+    data: dict[str, Any] = _finite(
+        build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test, noninferiority_margin=margin)
+    )
     return data
 
 
@@ -81,20 +89,24 @@ def write_report(
     *,
     test: str = "t",
     figures: bool = True,
+    noninferiority_margin: float | None = None,
 ) -> Path:
     """Write ``STUDY_DIR/report/`` atomically and return the path of its ``index.html``.
 
     ``baseline``: variant to compare with (default: study.json's baseline, else the first variant).
     ``bootstrap``: percentile-bootstrap CIs instead of t intervals. ``test``: ``"t"`` (paired t-test) or
-    ``"wilcoxon"``. Raises :class:`ReportError` (a ``PoolstrideError``) for an empty or foreign directory,
+    ``"wilcoxon"``. ``noninferiority_margin``: accuracy points a variant recommended for shift-consistency or
+    cost may lose at most (the lower bound of its accuracy CI; default 1).
+    Raises :class:`ReportError` (a ``PoolstrideError``) for an empty or foreign directory,
     mixed datasets, an unknown baseline. A study with one seed or a partly finished one gets a report that
     says so.
     """
     from . import html, markdown
-    from .build import build
+    from .build import NONINFERIORITY_MARGIN, build
 
     study = load_study(study_dir)
-    data = _finite(build(study, baseline, bootstrap=bootstrap, test=test))
+    margin = NONINFERIORITY_MARGIN if noninferiority_margin is None else noninferiority_margin
+    data = _finite(build(study, baseline, bootstrap=bootstrap, test=test, noninferiority_margin=margin))
     final = study.dir / "report"
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))

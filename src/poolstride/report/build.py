@@ -19,6 +19,17 @@ METRICS: dict[str, tuple[str, str, float]] = {
 EXTRA_METRICS: dict[str, str] = {"loss": "test loss", "shift_consistency_circular": "circular shift-consistency"}
 STATIC_COSTS = ("params", "trainable_params", "macs", "other_ops", "activation_bytes", "rf", "jump")
 MEASURED_COSTS = ("latency_ms", "train_time_s", "images_per_s")
+# Percentages: their CIs are shown clipped to this range in the tables (report.json keeps the raw interval).
+BOUNDED: dict[str, tuple[float, float]] = {
+    "acc": (0.0, 100.0),
+    "shift_consistency": (0.0, 100.0),
+    "shift_consistency_circular": (0.0, 100.0),
+}
+NONINFERIORITY_MARGIN = 1.0  # pt of accuracy a variant may lose, at most, to be recommended for another gain
+COST_RULE = (
+    "total ops = MACs + other ops (the arithmetic of pooling, blur, spectral and DiffStride operators is in other "
+    "ops); the decision's cost and its Pareto sentence use total ops, the MACs-only front is shown as well"
+)
 
 
 def _pct(a: float | None, b: float | None) -> float | None:
@@ -41,11 +52,37 @@ def resolve_baseline(study: Study, baseline: str | None) -> tuple[str, str]:
     return study.variants[0], "first variant"
 
 
-def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False, test: str = "t") -> dict[str, Any]:
-    """Everything the report says, as JSON-ready data (no NaN anywhere)."""
+def _total_ops(macs: float | None, other: float | None) -> float | None:
+    """MACs + other ops (docs/conventions.md), None when either is unknown."""
+    return None if macs is None or other is None else float(macs) + float(other)
+
+
+def _check_margin(margin: Any) -> float:
+    try:
+        x = float(margin)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not (x > 0.0 and x < float("inf")) or isinstance(margin, bool):
+        raise ReportError(f"noninferiority_margin must be a positive number of accuracy points, got {margin!r}")
+    return x
+
+
+def build(
+    study: Study,
+    baseline: str | None = None,
+    *,
+    bootstrap: bool = False,
+    test: str = "t",
+    noninferiority_margin: float = NONINFERIORITY_MARGIN,
+) -> dict[str, Any]:
+    """Everything the report says, as JSON-ready data (no NaN anywhere).
+
+    ``noninferiority_margin`` (accuracy points, default 1): a variant recommended for something other than
+    accuracy (shift-consistency, cost) must have the lower bound of its accuracy CI above ``-margin``."""
     from .. import __version__
     from .decision import decide
 
+    ni_margin = _check_margin(noninferiority_margin)
     base, base_from = resolve_baseline(study, baseline)
     notes = list(study.notes)
 
@@ -55,16 +92,32 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
         runs = study.ok_runs(name)
         row: dict[str, Any] = {"name": name, "n": len(runs), "seeds": [r.seed for r in runs]}
         per_seed[name] = {}
+        clipped: list[str] = []
         for key in list(METRICS) + list(EXTRA_METRICS):
             vals = {r.seed: x for r in runs if (x := r.value(key)) is not None}
             per_seed[name][key] = vals
             row[key] = stats.summarize(list(vals.values()), bootstrap=bootstrap)
+            if key in BOUNDED:
+                lo, hi = BOUNDED[key]
+                shown = stats.clip_ci(row[key]["ci"], lo, hi)
+                row[key]["ci_clipped"] = shown
+                if shown and shown != row[key]["ci"] and key in METRICS:  # the tables show METRICS' CIs
+                    clipped.append(
+                        f"{METRICS[key][0]} {stats.fmt_ci(row[key]['ci'], 2, signed=False)} → "
+                        f"{stats.fmt_ci(shown, 2, signed=False)}"
+                    )
+        if clipped:
+            notes.append(
+                f"{name}: 95% CI reaching outside [0, 100] %, the range of a percentage, shown clipped in the tables "
+                f"(report.json keeps the raw interval in 'ci', the clipped one in 'ci_clipped'): {'; '.join(clipped)}"
+            )
         costs: dict[str, Any] = {}
         for key in STATIC_COSTS:
             vals_l = [x for r in runs if (x := r.value(key)) is not None]
             costs[key] = vals_l[0] if vals_l else None
             if len(set(vals_l)) > 1:
                 notes.append(f"{name}: {key} differs between seeds ({min(vals_l):g}..{max(vals_l):g}); first used")
+        costs["total_ops"] = _total_ops(costs["macs"], costs["other_ops"])
         for key in MEASURED_COSTS:
             costs[key] = stats.summarize([x for r in runs if (x := r.value(key)) is not None], bootstrap=False)
         lat = costs["latency_ms"]
@@ -103,6 +156,7 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
                 "params": _pct(vc["params"], bc["params"]),
                 "macs": _pct(vc["macs"], bc["macs"]),
                 "other_ops": _pct(vc["other_ops"], bc["other_ops"]),
+                "total_ops": _pct(vc["total_ops"], bc["total_ops"]),
                 "activation_bytes": _pct(vc["activation_bytes"], bc["activation_bytes"]),
                 "latency_ms": _pct(vc["latency_ms"]["min"], bc["latency_ms"]["min"]),
                 "train_time_s": _pct(vc["train_time_s"]["mean"], bc["train_time_s"]["mean"]),
@@ -114,6 +168,7 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
             for c, p in zip(comparisons, adj, strict=True):
                 mc = c["metrics"][key]
                 mc["p_holm"] = p
+                mc["holm_m"] = m
                 mc["verdict"] = stats.verdict(mc)
                 mc["statement"] = stats.statement(mc, c["variant"], base, label, unit=unit, margin=margin, m=m)
 
@@ -122,6 +177,7 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
         {
             "name": v["name"],
             "acc_mean": v["acc"]["mean"],
+            "total_ops": v["costs"]["total_ops"],
             "macs": v["costs"]["macs"],
             "params": v["costs"]["params"],
             "latency_ms": v["costs"]["latency_ms"]["min"],
@@ -170,6 +226,9 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
             "correction": "Holm across variants, per metric",
             "alpha": stats.ALPHA,
             "equivalence_margin_pt": {k: m for k, (_, _, m) in METRICS.items()},
+            "noninferiority_margin_pt": ni_margin,
+            "cost": COST_RULE,
+            "ci_clipping": "CIs of accuracy and shift-consistency are shown clipped to [0, 100] % in the tables",
         },
         "variants": variants,
         "comparisons": comparisons,
@@ -184,10 +243,34 @@ def build(study: Study, baseline: str | None = None, *, bootstrap: bool = False,
         )
     if max_n < 2:
         notes.insert(0, "1 seed per variant: std, confidence intervals and tests need at least 2 seeds")
+    notes.extend(_comparison_notes(comparisons, base))
+    if any(c["cost_change_pct"]["total_ops"] is not None for c in comparisons):
+        notes.append(
+            f"cost rule: {COST_RULE}. A variant is recommended for shift-consistency or cost only if its accuracy "
+            f"is non-inferior: the lower bound of the 95% CI of the accuracy difference is above "
+            f"-{ni_margin:g} pt"
+        )
     if study.sites:
         data["per_site"] = per_site_rows(study, data)
     data["decision"] = decide(data)
     return data
+
+
+def _comparison_notes(comparisons: list[dict[str, Any]], base: str) -> list[str]:
+    """The comparisons' statistical notes (Wilcoxon floor, bootstrap with few seeds, ...), one line per note
+    text, naming the comparisons it applies to. Notes of untestable comparisons are in their statements."""
+    by: dict[str, list[str]] = {}
+    total = 0
+    for c in comparisons:
+        for key, (label, _, _) in METRICS.items():
+            mc = c["metrics"][key]
+            total += 1
+            if mc.get("note") and mc.get("verdict") != "not testable":
+                by.setdefault(str(mc["note"]), []).append(f"{c['variant']} ({label})")
+    return [
+        f"vs {base}, {'every comparison' if len(who) == total > 1 else ', '.join(who)}: {note}"
+        for note, who in by.items()
+    ]
 
 
 def _resolution(site: dict[str, Any]) -> str | None:
@@ -218,12 +301,12 @@ def _cannot_tell_reason(mc: dict[str, Any] | None, enough_seeds: bool, m: int) -
     v = mc.get("verdict")
     if v == "not testable":
         return str(mc.get("note") or "no test possible")
-    ci, p = mc.get("ci"), mc.get("p_holm")
+    ci = mc.get("ci")
     margin = METRICS["acc"][2]
     if ci and ci[0] <= 0.0 <= ci[1]:
         s = f"the 95% CI of the accuracy difference, {stats.fmt_ci(ci, 2)} pt, spans 0"
     else:
-        s = f"not significant after Holm correction over {m} comparisons (adjusted p = {p:.3g})"
+        s = stats.not_significant_reason({**mc, "holm_m": mc.get("holm_m") or m}, digits=3)
     if ci and -margin <= ci[0] and ci[1] <= margin:
         s += f"; the CI lies within ±{margin:g} pt"
     return s

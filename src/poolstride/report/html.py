@@ -124,9 +124,10 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     a(_table(head, rows))
     a(
         '<p class="caveats">Accuracy and shift-consistency in percent; CI: 95% confidence interval of the mean '
-        f"({e(opts['ci'])}). MACs: conv + linear multiply-accumulates per image; other ops: pooling comparisons and "
-        "adds, elementwise ops. Latency: the fastest of the seeds' measurements (timing noise only adds). "
-        "● on the Pareto front, ○ dominated.</p>"
+        f"({e(opts['ci'])}). {e(tables.clip_caption(data))} MACs: conv + linear multiply-accumulates per image; "
+        "other ops: pooling comparisons and adds, fixed filters (blur, spectral, DiffStride), elementwise ops; "
+        "total ops = MACs + other ops, the cost the decision uses. Latency: the fastest of the seeds' "
+        "measurements (timing noise only adds). ● on the Pareto front, ○ dominated.</p>"
     )
 
     if data["comparisons"]:
@@ -142,7 +143,9 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
             '<p class="caveats">'
             + e(
                 f"Differences are variant − {opts['baseline']}, paired by seed; {opts['test']}; p-values "
-                f"{opts['correction']}; effect size d_z = mean/sd of the paired differences."
+                f"{opts['correction']}; effect size d_z = mean/sd of the paired differences. A variant is "
+                "recommended for shift-consistency or cost only if its accuracy is non-inferior: the lower bound "
+                f"of the CI of the accuracy difference above -{opts.get('noninferiority_margin_pt', 1.0):g} pt."
             )
             + "</p>"
         )
@@ -157,6 +160,10 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
             txt += f" (no {p['label']} for: {', '.join(p['missing'])})"
         a(f"<li>{e(txt)}</li>")
     a("</ul>")
+    a(
+        '<p class="caveats">The decision uses the total-ops front (MACs + other ops); the MACs-only front is '
+        "shown for comparison.</p>"
+    )
 
     if data["figures"]:
         a('<h2 id="figures">Figures</h2>')

@@ -67,8 +67,11 @@ def render(data: dict[str, Any]) -> str:
     a(_table(*tables.variants_table(data)))
     a("")
     a(
-        f"CI: 95% confidence interval of the mean ({_text(opts['ci'])}). Latency: the fastest of the seeds' "
-        "measurements. ● on the Pareto front, ○ dominated."
+        f"CI: 95% confidence interval of the mean ({_text(opts['ci'])}). "
+        + _text(tables.clip_caption(data))
+        + " Total ops = MACs + other ops (the arithmetic of pooling, blur, spectral and DiffStride operators is in "
+        "other ops); the decision's cost uses total ops. Latency: the fastest of the seeds' measurements. "
+        "● on the Pareto front, ○ dominated."
     )
     a("")
     if data["comparisons"]:
@@ -83,7 +86,9 @@ def render(data: dict[str, Any]) -> str:
         a(
             _text(
                 f"Paired by seed; {opts['test']}; p-values {opts['correction']}; "
-                "d_z = mean/sd of the paired differences."
+                "d_z = mean/sd of the paired differences. A variant is recommended for shift-consistency or cost "
+                "only if its accuracy is non-inferior: the lower bound of the CI of the accuracy difference above "
+                f"-{opts.get('noninferiority_margin_pt', 1.0):g} pt."
             )
         )
         a("")
@@ -93,6 +98,8 @@ def render(data: dict[str, Any]) -> str:
     a("")
     for p in data["pareto"].values():
         a(f"- accuracy vs {_text(p['label'])}: " + (_text(", ".join(p["front"])) or "none"))
+    a("")
+    a("The decision uses the total-ops front (MACs + other ops); the MACs-only front is shown for comparison.")
     a("")
     if data["figures"]:
         a("## Figures")

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-COST_AXES: dict[str, str] = {"macs": "MACs", "latency_ms": "latency (ms)", "params": "parameters"}
+# total ops = MACs + other ops (docs/conventions.md): the cost the decision uses, because fixed-filter operators
+# (blur, spectral, DiffStride) do their arithmetic in "other ops" and would look free on MACs alone.
+COST_AXES: dict[str, str] = {
+    "total_ops": "total ops (MACs + other ops)",
+    "macs": "MACs",
+    "latency_ms": "latency (ms)",
+    "params": "parameters",
+}
 
 
 def front(points: Sequence[tuple[str, float | None, float | None]]) -> list[str]:

@@ -18,6 +18,7 @@ BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
 NEED_TWO = "needs at least 2 seeds"
+ZERO_VARIANCE = "the same difference on every seed: a test is undefined (is the run deterministic?)"
 
 
 def _f(x: Any) -> float | None:
@@ -153,12 +154,19 @@ def paired(
     out["diff_std"] = sd
     ci = bootstrap_interval(d, confidence) if bootstrap else t_interval(d, confidence)
     out["ci"] = [ci[0], ci[1]] if ci else None
+    notes: list[str] = []
+    if bootstrap and n < 5:
+        notes.append(
+            f"too few seeds for a bootstrap CI ({n} paired seeds: a percentile bootstrap below 5 seeds is too "
+            "narrow to trust; prefer the t interval)"
+        )
     if sd == 0.0:
         if float(d.mean()) == 0.0:
             out["p"] = 1.0
-            out["note"] = "identical on every seed"
+            notes.insert(0, "identical on every seed")
         else:
-            out["note"] = "the same difference on every seed: a test is undefined (is the run deterministic?)"
+            notes.insert(0, ZERO_VARIANCE)
+        out["note"] = "; ".join(notes)
         return out
     dz = float(d.mean()) / sd
     out["effect_dz"] = dz
@@ -167,26 +175,77 @@ def paired(
     if test == "t":
         p = float(st.ttest_1samp(d, 0.0).pvalue)
     else:
+        # Zero differences carry no sign: the signed-rank test drops them, so its smallest reachable p
+        # depends on the number of non-zero pairs, not on n.
         nz = d[d != 0.0]
         p = 1.0 if nz.size == 0 else float(st.wilcoxon(nz).pvalue)
-        floor = 2.0 / 2**n
+        k = int(nz.size)
+        floor = 2.0 / 2**k
         if floor >= ALPHA:
-            out["note"] = (
-                f"with {n} seeds the Wilcoxon test cannot go below p = {floor:.3g}; use the t-test or more seeds"
+            zeros = f" ({n - k} of the {n} paired differences are 0)" if k < n else ""
+            notes.append(
+                f"with {k} non-zero paired differences{zeros} the Wilcoxon test cannot go below p = {floor:.3g}; "
+                "use the t-test or more seeds"
             )
     out["p"] = _f(p)
+    out["note"] = "; ".join(notes) or None
     return out
+
+
+def not_testable_reason(cmp: Mapping[str, Any]) -> str | None:
+    """Why a paired comparison cannot be tested, or None when it can.
+
+    The one rule shared by the report (verdict ``not testable``) and the reproductions (``cannot tell`` with
+    this reason): fewer than 2 paired seeds, or a difference without variance (the same non-zero
+    difference on every seed: a t interval of width 0 and an undefined test). Differences that are 0 on
+    every seed are testable (p = 1: the two variants gave the same numbers)."""
+    n = int(cmp.get("n") or 0)
+    if n == 0 or cmp.get("diff_mean") is None:
+        return str(cmp.get("note") or "no seed in common with the baseline")
+    if n < 2:
+        return str(cmp.get("note") or f"1 paired seed: CI and test {NEED_TWO}")
+    if cmp.get("p") is None:
+        return str(cmp.get("note") or "no test possible")
+    return None
 
 
 def verdict(cmp: dict[str, Any], *, alpha: float = ALPHA) -> str:
     """'higher', 'lower', 'no detectable difference' or 'not testable' from a paired comparison
     whose ``p_holm`` has been filled in."""
     p = cmp.get("p_holm")
-    if cmp.get("n", 0) < 2 or p is None or cmp.get("diff_mean") is None:
+    if not_testable_reason(cmp) is not None or p is None:
         return "not testable"
     if p < alpha:
         return "higher" if cmp["diff_mean"] > 0 else "lower"
     return "no detectable difference"
+
+
+def clip_ci(ci: Sequence[float] | None, lo: float = 0.0, hi: float = 100.0) -> list[float] | None:
+    """``ci`` clipped to the range ``[lo, hi]`` the quantity can take (a percentage by default): a t interval
+    from 2 or 3 seeds can reach below 0 % or above 100 %."""
+    if not ci:
+        return None
+    return [min(max(float(ci[0]), lo), hi), min(max(float(ci[1]), lo), hi)]
+
+
+def not_significant_reason(cmp: Mapping[str, Any], *, alpha: float = ALPHA, digits: int = 3) -> str:
+    """Why a testable comparison is not significant, in words that are true for this case:
+
+    * the CI of the difference spans 0: ``"spans 0"``;
+    * the uncorrected p is below ``alpha`` and only the Holm-adjusted one is not: ``"not significant after Holm
+      correction across m variants (adjusted p = ...)"`` (``m`` = ``cmp["holm_m"]``);
+    * otherwise (the CI excludes 0 but the test's own p does not reach alpha, e.g. a bootstrap CI next to a
+      t-test, or a Wilcoxon test): the test and its p.
+    """
+    ci = cmp.get("ci")
+    p, ph = cmp.get("p"), cmp.get("p_holm")
+    m = int(cmp.get("holm_m") or 1)
+    if ci and ci[0] <= 0.0 <= ci[1]:
+        return "spans 0"
+    if p is not None and p < alpha and ph is not None and ph >= alpha:
+        return f"not significant after Holm correction across {m} variants (adjusted p = {ph:.{digits}g})"
+    test = cmp.get("test") or "test"
+    return f"{test} p = {(ph if ph is not None else p) or 1.0:.{digits}g} although the CI excludes 0"
 
 
 def fmt_ci(ci: Sequence[float] | None, digits: int = 1, signed: bool = True) -> str:
@@ -233,10 +292,8 @@ def statement(
             f"the {ci_s} of the difference spans 0"
         )
     else:
-        s = (
-            f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}), not significant after Holm "
-            f"correction over {m} comparisons (adjusted p = {cmp.get('p_holm'):.3g})"
-        )
+        why = not_significant_reason({**cmp, "holm_m": cmp.get("holm_m") or m}, alpha=alpha, digits=3)
+        s = f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}), {why}"
     if margin is not None and -margin <= lo and hi <= margin:
         s += f"; the CI lies within ±{margin:g} {unit}, so any difference is smaller than that"
     return s + "."

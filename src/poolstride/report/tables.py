@@ -44,6 +44,33 @@ def ci(c: Any, digits: int = 2, signed: bool = False) -> str:
     return f"[{f.format(c[0])}, {f.format(c[1])}]"
 
 
+CLIP_MARK = "*"
+BOUNDS = (0.0, 100.0)  # accuracy and shift-consistency are percentages
+
+
+def bounded_ci(s: dict[str, Any], bounds: tuple[float, float] = BOUNDS) -> str:
+    """The CI of a percentage, clipped to ``bounds`` (a t interval from 2-3 seeds can reach below 0 % or above
+    100 %), marked with :data:`CLIP_MARK` when clipped."""
+    raw = s.get("ci")
+    if not raw:
+        return ci(raw)
+    shown = s.get("ci_clipped") or [min(max(raw[0], bounds[0]), bounds[1]), min(max(raw[1], bounds[0]), bounds[1])]
+    return ci(shown) + (CLIP_MARK if list(shown) != list(raw) else "")
+
+
+def any_clipped(data: dict[str, Any]) -> bool:
+    return any(bounded_ci(v[k]).endswith(CLIP_MARK) for v in data["variants"] for k in ("acc", "shift_consistency"))
+
+
+def clip_caption(data: dict[str, Any]) -> str:
+    """The sentence under the variants table that says how its CIs are shown."""
+    s = (
+        "CIs of accuracy and shift-consistency are clipped to [0, 100] %, the range a percentage can take "
+        "(report.json keeps the raw interval)"
+    )
+    return s + (f"; {CLIP_MARK} marks a clipped interval." if any_clipped(data) else ".")
+
+
 def mean_std(s: dict[str, Any]) -> str:
     if s["mean"] is None:
         return "n/a"
@@ -64,24 +91,26 @@ def variants_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "params",
         "MACs",
         "other ops",
+        "total ops",
         "latency ms (best)",
-        "Pareto (MACs/lat/params)",
+        "Pareto (ops/MACs/lat/params)",
     ]
     rows = []
     for v in data["variants"]:
         c = v["costs"]
-        front = "/".join("●" if v["pareto"].get(k) else "○" for k in ("macs", "latency_ms", "params"))
+        front = "/".join("●" if v["pareto"].get(k) else "○" for k in ("total_ops", "macs", "latency_ms", "params"))
         rows.append(
             [
                 v["name"] + (" (baseline)" if v["name"] == base else ""),
                 str(v["n"]) + (f" ({len(v['failed'])} failed)" if v["failed"] else ""),
                 mean_std(v["acc"]),
-                ci(v["acc"]["ci"]) if v["n"] else "n/a",
+                bounded_ci(v["acc"]) if v["n"] else "n/a",
                 mean_std(v["shift_consistency"]),
-                ci(v["shift_consistency"]["ci"]) if v["shift_consistency"]["n"] else "n/a",
+                bounded_ci(v["shift_consistency"]) if v["shift_consistency"]["n"] else "n/a",
                 count(c["params"]),
                 count(c["macs"]),
                 count(c["other_ops"]),
+                count(c.get("total_ops")),
                 num(c["latency_ms"]["min"], 3),
                 front if v["n"] else "-",
             ]
@@ -122,17 +151,18 @@ def comparisons_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def costs_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["variant", "MACs", "latency", "params", "other ops", "activation memory", "train time"]
+    head = ["variant", "total ops", "MACs", "other ops", "latency", "params", "activation memory", "train time"]
     rows = []
     for c in data["comparisons"]:
         cc = c["cost_change_pct"]
         rows.append(
             [
                 c["variant"],
+                pct(cc.get("total_ops")),
                 pct(cc["macs"]),
+                pct(cc["other_ops"]),
                 pct(cc["latency_ms"]),
                 pct(cc["params"]),
-                pct(cc["other_ops"]),
                 pct(cc["activation_bytes"]),
                 pct(cc["train_time_s"]),
             ]

@@ -9,8 +9,14 @@ A claim check compares two variants seed by seed (a paired difference, :func:`po
 * ``holds`` - the interval of the difference lies on the claimed side (or, for an "about equal" claim, inside
   +-margin);
 * ``does not hold`` - the interval lies on the other side (or entirely outside +-margin);
-* ``cannot tell`` - the interval straddles the line (CIs overlap at this number of seeds), or fewer than two
-  seeds finished.
+* ``cannot tell`` - the interval straddles the line (CIs overlap at this number of seeds), fewer than two
+  seeds finished, or the comparison is *not testable*: the same non-zero difference on every seed has no
+  variance, so no interval or test exists (the report's rule, :func:`poolstride.report.stats.not_testable_reason`;
+  the detail says why).
+
+A claim that :func:`combine` s several comparisons corrects for them: each part carries the p-value of its own
+verdict (the smallest alpha at which its 95 % t interval would still be on that side), and the parts' p-values are
+Holm-adjusted across the comparisons of the claim; a part whose adjusted p is 0.05 or more becomes ``cannot tell``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +54,23 @@ class Check:
     verdict: str  # holds | does not hold | cannot tell | not tested
     detail: str = ""
     parts: list[Check] = field(default_factory=list)
+    # a statistical check: the p-value of its verdict's side (see _side_p), and after combine() its Holm-adjusted p
+    p: float | None = None
+    p_holm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "claim": self.claim,
             "source": self.source,
             "verdict": self.verdict,
             "detail": self.detail,
             "parts": [p.to_dict() for p in self.parts],
         }
+        if self.p is not None:
+            out["p"] = self.p
+        if self.p_holm is not None:
+            out["p_holm"] = self.p_holm
+        return out
 
 
 @dataclass
@@ -448,18 +462,40 @@ def _at_floor(a: dict[int, float], b: dict[int, float], floor: float | None) -> 
     return any(v and sum(v.values()) / len(v) <= floor for v in (a, b))
 
 
+ALPHA = 0.05
+
+
 def _paired(
     a_name: str, a: dict[int, float], b_name: str, b: dict[int, float], claim: str, source: str, floor: float | None
-) -> tuple[Check | None, tuple[float, list[float], int]]:
-    """The paired difference ``a - b`` (mean, 95% CI, n), or a ``cannot tell`` check when it cannot be read:
-    a side at chance level, or fewer than 2 paired seeds."""
+) -> tuple[Check | None, tuple[float, list[float], int, float]]:
+    """The paired difference ``a - b`` (mean, 95% CI, n, standard error), or a ``cannot tell`` check when it
+    cannot be read: a side at chance level, fewer than 2 paired seeds, or not testable (zero variance)."""
+    from ..report import stats
+
     if _at_floor(a, b, floor):
-        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})"), (0.0, [], 0)
+        msg = f"{a_name} or {b_name} is at chance level (<= {floor:g})"
+        return Check(claim, source, UNSURE, msg), (0.0, [], 0, 0.0)
     d = _diff(a, b)
     mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
     if mean is None or n < 2 or not ci:
-        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})"), (0.0, [], n)
-    return None, (float(mean), list(ci), int(n))
+        msg = f"{a_name} - {b_name}: needs 2 paired seeds (have {n})"
+        return Check(claim, source, UNSURE, msg), (0.0, [], n, 0.0)
+    why = stats.not_testable_reason(d)
+    if why is not None:
+        msg = f"{a_name} - {b_name} = {float(mean):+.2f} on each of {n} seeds; not testable: {why}"
+        return Check(claim, source, UNSURE, msg), (0.0, [], n, 0.0)
+    se = float(d["diff_std"]) / math.sqrt(n)
+    return None, (float(mean), list(ci), int(n), se)
+
+
+def _side_p(mean: float, se: float, n: int, threshold: float) -> float:
+    """Two-sided p of the paired t-test of ``mean == threshold``: the smallest alpha at which the (1 - alpha)
+    t interval lies entirely on ``mean``'s side of ``threshold`` (so p < 0.05 <=> the 95% CI is on that side)."""
+    from scipy import stats as st
+
+    if se <= 0.0:
+        return 0.0 if mean != threshold else 1.0
+    return float(min(1.0, 2.0 * st.t.sf(abs(mean - threshold) / se, n - 1)))
 
 
 def better(
@@ -474,15 +510,16 @@ def better(
 ) -> Check:
     """Claim: ``a`` is higher than ``b`` (e.g. accuracy). ``floor``: a mean at or below it (chance level)
     makes the check ``cannot tell``."""
-    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
     if unsure is not None:
         return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], n={n}"
+    p = _side_p(mean, se, n, 0.0)
     if ci[0] > 0:
-        return Check(claim, source, HOLDS, detail)
+        return Check(claim, source, HOLDS, detail, p=p)
     if ci[1] < 0:
-        return Check(claim, source, FAILS, detail)
-    return Check(claim, source, UNSURE, detail + " (CI spans 0)")
+        return Check(claim, source, FAILS, detail, p=p)
+    return Check(claim, source, UNSURE, detail + " (CI spans 0)", p=p)
 
 
 def about_equal(
@@ -497,15 +534,19 @@ def about_equal(
     floor: float | None = None,
 ) -> Check:
     """Claim: ``a`` and ``b`` differ by less than ``margin`` (an equivalence check on the paired CI)."""
-    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
     if unsure is not None:
         return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin +-{margin:g}"
+    if abs(mean) < margin:  # the side of "holds": both bounds inside (two one-sided tests)
+        p = max(_side_p(mean, se, n, -margin), _side_p(mean, se, n, margin))
+    else:  # the side of "does not hold": the interval beyond the nearer bound
+        p = _side_p(mean, se, n, margin if mean > 0 else -margin)
     if -margin <= ci[0] and ci[1] <= margin:
-        return Check(claim, source, HOLDS, detail)
+        return Check(claim, source, HOLDS, detail, p=p)
     if ci[0] > margin or ci[1] < -margin:
-        return Check(claim, source, FAILS, detail)
-    return Check(claim, source, UNSURE, detail + " (CI not inside the margin)")
+        return Check(claim, source, FAILS, detail, p=p)
+    return Check(claim, source, UNSURE, detail + " (CI not inside the margin)", p=p)
 
 
 def not_worse(
@@ -520,21 +561,52 @@ def not_worse(
     floor: float | None = None,
 ) -> Check:
     """Claim: ``a`` is not worse than ``b`` by more than ``margin`` (non-inferiority on the paired CI)."""
-    unsure, (mean, ci, n) = _paired(a_name, a, b_name, b, claim, source, floor)
+    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
     if unsure is not None:
         return unsure
     detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin -{margin:g}"
+    p = _side_p(mean, se, n, -margin)
     if ci[0] > -margin:
-        return Check(claim, source, HOLDS, detail)
+        return Check(claim, source, HOLDS, detail, p=p)
     if ci[1] < -margin:
-        return Check(claim, source, FAILS, detail)
-    return Check(claim, source, UNSURE, detail + " (CI reaches below -margin)")
+        return Check(claim, source, FAILS, detail, p=p)
+    return Check(claim, source, UNSURE, detail + " (CI reaches below -margin)", p=p)
 
 
 def combine(claim: str, source: str, parts: list[Check]) -> Check:
-    """All parts hold -> holds; any does not hold -> does not hold; otherwise cannot tell."""
+    """All parts hold -> holds; any does not hold -> does not hold; otherwise cannot tell.
+
+    The statistical parts (those with a p-value: :func:`better`, :func:`about_equal`, :func:`not_worse`) are
+    Holm-corrected across the claim's comparisons first: a part that holds or does not hold on its own but
+    whose Holm-adjusted p is 0.05 or more becomes ``cannot tell``, with the adjusted p in its detail. (For a
+    claim that needs every part to hold this is conservative; it is what keeps "does not hold" from being one
+    chance failure among many.)"""
+    from ..report import stats
+
     if not parts:
         return Check(claim, source, SKIPPED, "nothing to compare")
+    tested = [i for i, p in enumerate(parts) if p.p is not None]
+    m = len(tested)
+    note = ""
+    if m > 1:
+        adj = stats.holm([parts[i].p for i in tested])
+        parts = list(parts)
+        lost = 0
+        for i, ph in zip(tested, adj, strict=True):
+            part = parts[i]
+            assert ph is not None
+            if part.verdict in (HOLDS, FAILS) and ph >= ALPHA:
+                lost += 1
+                parts[i] = replace(
+                    part,
+                    verdict=UNSURE,
+                    detail=f"{part.detail} (would {'hold' if part.verdict == HOLDS else 'not hold'} alone; "
+                    f"Holm-adjusted p = {ph:.3g} across {m} comparisons)",
+                    p_holm=ph,
+                )
+            else:
+                parts[i] = replace(part, p_holm=ph)
+        note = f"; Holm-corrected across {m} comparisons" + (f" ({lost} no longer conclusive)" if lost else "")
     verdicts = [p.verdict for p in parts]
     if any(v == FAILS for v in verdicts):
         v = FAILS
@@ -543,7 +615,7 @@ def combine(claim: str, source: str, parts: list[Check]) -> Check:
     else:
         v = UNSURE
     n = {k: verdicts.count(k) for k in (HOLDS, FAILS, UNSURE) if verdicts.count(k)}
-    return Check(claim, source, v, ", ".join(f"{c} {k}" for k, c in n.items()), parts)
+    return Check(claim, source, v, ", ".join(f"{c} {k}" for k, c in n.items()) + note, parts)
 
 
 def fact(claim: str, source: str, ok: bool, detail: str) -> Check:
