@@ -73,6 +73,15 @@ def compare_command(
         help="Worker processes for the runs: auto (the CPU cores, 1 per run thread) or N; per-run results are "
         "identical to --jobs 1 on a CPU.",
     ),
+    launcher: str = typer.Option(
+        None,
+        "--launcher",
+        help="slurm: submit --jobs N array tasks through submitit (each a shard of this study directory on shared "
+        "storage) and return; local: the same as local subprocesses.",
+    ),
+    slurm: str = typer.Option(
+        None, "--slurm", help="sbatch parameters for --launcher slurm, e.g. partition=gpu,gpus_per_task=1,time=60."
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -108,6 +117,8 @@ def compare_command(
             weights=weights,
             per_site=per_site,
             jobs=jobs,
+            launcher=launcher,
+            slurm=slurm,
             batch_size=batch_size,
             lr=lr,
             amp=amp,
@@ -115,6 +126,8 @@ def compare_command(
     if json_out:
         print_json(summ)
         return
+    if launcher is not None:
+        return  # submitted: the progress callback said where and how to watch
     console.print(summary_table(summ))
     console.print(
         f"acc: top-1 test accuracy, mean over seeds, with the 95% t-interval of the mean; shift: % of test images "

@@ -410,6 +410,8 @@ def compare(
     per_site: str | None = None,
     progress: bool = False,
     jobs: int | str | None = "auto",
+    launcher: str | None = None,
+    slurm: str | Mapping[str, Any] | None = None,
     **recipe_overrides: Any,
 ) -> StudyResult:
     """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md) as a
@@ -422,6 +424,9 @@ def compare(
     exists). ``per_site``: a policy; adds one variant per site it matches (only that site changed) beside the
     unchanged ``default`` baseline. ``jobs``: worker processes for the runs (``auto`` = the cores, one torch
     thread per run unless ``threads`` says more; per-run results are identical to ``jobs=1`` on a CPU).
+    ``launcher``: ``slurm`` (or ``local``) submits ``jobs`` array tasks through submitit, each running a shard of
+    this study directory, and returns at once (``.jobs`` holds the submitit jobs); ``slurm``: sbatch parameters
+    (``"partition=gpu,gpus_per_task=1,time=60"``), passed through.
 
     With every argument left at its default this is the default study: the tiny demo net on the embedded
     ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
@@ -438,7 +443,8 @@ def compare(
         with StudyProgress(enabled=True) as prog:
             return compare(
                 model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
-                report, retry_failed, threads, model_options, weights, per_site, False, jobs, **recipe_overrides,
+                report, retry_failed, threads, model_options, weights, per_site, False, jobs, launcher, slurm,
+                **recipe_overrides,
             )  # fmt: skip
     cb = callback or (lambda event, **kw: None)
     shard_t = parse_shard(shard)
@@ -449,6 +455,13 @@ def compare(
     rec = get_recipe(recipe, **overrides)
     model_str, obj = resolve_model_arg(model)
     check_model(model_str, obj)
+    if launcher is not None:  # fail before anything is written
+        _launcher_args(launcher, slurm, jobs, shard_t, 1)
+        if obj is not None and model_str.startswith(PYTHON_PREFIX):
+            raise StudyError(
+                f"{model_str} is a Python object: cluster tasks rebuild the model from its record in study.json; "
+                "give the model as package.module:callable"
+            )
     wrec = weights_record(weights) if weights is not None else None
     if variants is None and per_site is not None:
         vlist = make_variants(model_str, DEFAULT, model_options)
@@ -529,6 +542,10 @@ def compare(
         shard=shard_t,
         threads=torch.get_num_threads(),
     )
+    if launcher is not None:
+        return _submit(launcher, slurm, jobs, out_dir, study, todo, obj, shard_t, cb,
+                       {"dataset": dataset, "data_dir": data_dir, "device": device, "threads": threads,
+                        "download": download})  # fmt: skip
     n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None, len(todo) * spe * rec.epochs)
     if n_jobs > 1:
         cb("study_jobs", jobs=n_jobs, why=jobs_why)
@@ -544,6 +561,59 @@ def compare(
         summ["report"] = _write_report(out_dir)
     summ["decision"] = _decision(out_dir, summ)
     cb("study_end", summary=summ)
+    return summ
+
+
+def _launcher_args(
+    launcher: str, slurm: str | Mapping[str, Any] | None, jobs: int | str | None, shard_t: Any, n_todo: int
+) -> tuple[int, dict[str, Any]]:
+    """(array tasks, sbatch parameters), validated before anything is written."""
+    from .launch import LAUNCHERS, parse_params
+
+    if launcher not in LAUNCHERS:
+        raise StudyError(f"unknown --launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")
+    if shard_t is not None:
+        raise StudyError("--shard and --launcher do not mix: the launcher makes the shards (--jobs N tasks)")
+    params = parse_params(slurm)
+    if str(jobs).strip().lower() in ("auto", "none", ""):
+        return max(1, n_todo), params
+    try:
+        n = int(jobs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise StudyError(f"bad --jobs {jobs!r}; expected a positive integer or auto") from None
+    if n < 1:
+        raise StudyError(f"bad --jobs {n}; expected a positive integer")
+    return n, params
+
+
+def _submit(
+    launcher: str,
+    slurm: str | Mapping[str, Any] | None,
+    jobs: int | str | None,
+    out_dir: Path,
+    study: dict[str, Any],
+    todo: list[tuple[int, Variant, int]],
+    obj: Any,
+    shard_t: tuple[int, int] | None,
+    cb: Callback,
+    task_args: dict[str, Any],
+) -> StudyResult:
+    from .launch import submit
+
+    n, params = _launcher_args(launcher, slurm, jobs, shard_t, len(todo))
+    summ = StudyResult(write_summary(out_dir, study))
+    summ["study_dir"] = str(out_dir)
+    if not todo:
+        summ["submitted"] = None
+        cb("study_submitted", jobs=[], tasks=0, study_dir=str(out_dir), launcher=launcher)
+        return summ
+    n = min(n, len(todo)) if len(todo) else n
+    handles = submit(launcher, out_dir, n, params, task_args)
+    ids = [str(j.job_id) for j in handles]
+    summ["submitted"] = {"launcher": launcher, "tasks": n, "jobs": ids, "params": params,
+                         "watch": f"poolstride status {out_dir}"}  # fmt: skip
+    summ.jobs = handles  # type: ignore[attr-defined]
+    cb("study_submitted", jobs=ids, tasks=n, study_dir=str(out_dir), launcher=launcher)
     return summ
 
 

@@ -93,6 +93,21 @@ class StudyProgress:
             )
             if kw["runs_todo"]:  # nothing to run (a finished study resumed): no empty bar
                 self.overall = p.add_task("overall", total=kw["runs_todo"] * kw["steps_per_run"], info="")
+        elif event == "study_submitted":
+            if self.overall is not None:  # the runs happen elsewhere: no bar here
+                p.remove_task(self.overall)
+                self.overall = None
+            jobs = kw["jobs"]
+            if not jobs:
+                self.console.print("nothing to submit: every run of this study is finished", highlight=False)
+            else:
+                first = jobs[0].split("_")[0]
+                self.console.print(
+                    f"submitted {kw['tasks']} {kw['launcher']} task(s) (job {first}"
+                    + (f" .. {jobs[-1]}" if len(jobs) > 1 else "")
+                    + f"); watch: poolstride status {kw['study_dir']}",
+                    highlight=False,
+                )
         elif event == "study_jobs":
             self.console.print(f"{kw['jobs']} worker processes ({kw['why']})", style="dim", highlight=False)
         elif event == "run_start":
