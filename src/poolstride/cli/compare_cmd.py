@@ -54,7 +54,11 @@ def compare_command(
     data_dir: str = typer.Option(None, "--data-dir", help="Where on-disk datasets live."),
     download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
     recipe: str = typer.Option("demo", "--recipe", "-r", help="Training recipe: demo, fast, paper, adamw."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    device: str = typer.Option(
+        "auto",
+        "--device",
+        help="auto, cpu, cuda, cuda:N, or a list cuda:0,cuda:1 (--jobs workers spread over it, round robin).",
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Study directory (default ./runs/<auto name>)."),
     shard: str = typer.Option(None, "--shard", help="Run the subset i/N (0 <= i < N) of the runs."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Override the recipe's batch size."),

@@ -471,7 +471,8 @@ def compare(
     seed_list = parse_seeds(seeds)
     ds = load_dataset(dataset, data_dir, download=download)
     ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
-    dev = resolve_device(device)
+    devices = [resolve_device(d.strip()) for d in str(device).split(",") if d.strip()] or [resolve_device("auto")]
+    dev = devices[0]
     size = tuple(int(x) for x in ds.x_train.shape[1:])
     info_lines: list[str] = []
     if per_site is not None:
@@ -546,11 +547,11 @@ def compare(
         return _submit(launcher, slurm, jobs, out_dir, study, todo, obj, shard_t, cb,
                        {"dataset": dataset, "data_dir": data_dir, "device": device, "threads": threads,
                         "download": download})  # fmt: skip
-    n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None, len(todo) * spe * rec.epochs)
+    n_jobs, jobs_why = resolve_jobs(jobs, len(todo), threads, obj is not None, len(todo) * spe * rec.epochs, devices)
     if n_jobs > 1:
         cb("study_jobs", jobs=n_jobs, why=jobs_why)
-        run_parallel(n_jobs, torch.get_num_threads(), cb, todo=todo, out_dir=out_dir, study=study, ds=ds, rec=rec,
-                     dev=dev, ds_name=ds_name)  # fmt: skip
+        run_parallel(n_jobs, torch.get_num_threads(), cb, devices, todo=todo, out_dir=out_dir, study=study, ds=ds,
+                     rec=rec, ds_name=ds_name)  # fmt: skip
         busy = [f"{v.name}/seed{s}" for _, v, s in todo if read_result(run_dir_of(out_dir, v, s)) is None]
     else:
         busy = run_todo(todo, out_dir, study, ds, rec, dev, ds_name, cb, data)

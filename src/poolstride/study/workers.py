@@ -42,10 +42,20 @@ MIN_STEPS_PER_WORKER = 250
 
 
 def resolve_jobs(
-    jobs: int | str | None, n_todo: int, threads: int | None, python_object: bool, total_steps: int | None = None
+    jobs: int | str | None,
+    n_todo: int,
+    threads: int | None,
+    python_object: bool,
+    total_steps: int | None = None,
+    devices: list[torch.device] | None = None,
 ) -> tuple[int, str]:
-    """(worker count, why) for ``--jobs`` (an int, ``auto`` or None = auto)."""
+    """(worker count, why) for ``--jobs`` (an int, ``auto`` or None = auto). On CUDA, ``auto`` is one worker per
+    listed device (``--jobs N`` packs N runs onto the devices, round robin)."""
     if jobs is None or str(jobs).strip().lower() == "auto":
+        gpus = [d for d in devices or [] if d.type == "cuda"]
+        if gpus:
+            n = max(1, min(len(devices or []), n_todo))
+            return n, f"auto: {n} worker(s), one per device ({', '.join(map(str, devices or []))})"
         if python_object:
             return 1, "auto: 1 worker (a Python object may not exist in a fresh process; pass jobs=N to try)"
         if total_steps is not None and total_steps < 2 * MIN_STEPS_PER_WORKER:
@@ -89,8 +99,10 @@ def _worker(wid: int, payload: bytes, events: Any) -> None:
 
     try:
         args = pickle.loads(payload)
-        core.set_threads(args["threads"])
-        core.run_todo(callback=cb, **{k: v for k, v in args.items() if k != "threads"})
+        core.set_threads(args.pop("threads"))
+        devices = args.pop("devices")
+        args["dev"] = devices[wid % len(devices)]  # round robin over --device cuda:0,cuda:1,...
+        core.run_todo(callback=cb, **args)
         events.put((wid, "_done", {}))
     except KeyboardInterrupt:  # pragma: no cover - the parent stops us
         events.put((wid, "_done", {}))
@@ -116,10 +128,11 @@ def _main_not_reimported() -> Iterator[None]:
             setattr(main, k, v)
 
 
-def run_parallel(n: int, threads: int, callback: Callback, **args: Any) -> None:
-    """Run ``core.run_todo(**args)`` in ``n`` spawned workers; relay their events to ``callback``."""
+def run_parallel(n: int, threads: int, callback: Callback, devices: list[torch.device], **args: Any) -> None:
+    """Run ``core.run_todo(**args)`` in ``n`` spawned workers (worker i on ``devices[i % len(devices)]``); relay
+    their events to ``callback``."""
     _share(args["ds"])
-    payload = pickle.dumps({**args, "threads": threads})
+    payload = pickle.dumps({**args, "threads": threads, "devices": devices})
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(i, payload, events), daemon=True) for i in range(n)]
