@@ -6,6 +6,8 @@ Each subcommand lives in its own module and registers itself on :data:`app`. Use
 
 from __future__ import annotations
 
+import shlex
+import signal
 import sys
 
 import typer
@@ -46,10 +48,54 @@ def _root(
     """
 
 
+_RESUMABLE = ("compare", "train", "reproduce")
+_signal: dict[str, int | None] = {"num": None}
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's stop, ``kill``) unwinds like Ctrl-C, so that locks are released and the exit
+    status says what happened (143)."""
+    _signal["num"] = signum
+    raise KeyboardInterrupt
+
+
+def _interrupted(argv: list[str] | None) -> int:
+    sig = _signal["num"] or signal.SIGINT
+    args = list(sys.argv[1:] if argv is None else argv)
+    name = "SIGTERM" if sig == signal.SIGTERM else "interrupted (SIGINT)"
+    if args and args[0] in _RESUMABLE:
+        err_console.print(
+            f"{name}: finished runs are kept and an interrupted run resumes from its last epoch checkpoint; "
+            f"resume with: {shlex.join(['poolstride', *args])}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        err_console.print(name, markup=False)
+    return 128 + int(sig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turning user errors into one stderr line and exit status 2."""
+    """Console entry point: run the app, turning user errors into one stderr line and exit status 2, Ctrl-C into
+    130 and SIGTERM into 143 (with the command that resumes)."""
+    _signal["num"] = None
     try:
-        app(args=argv, prog_name="poolstride", standalone_mode=False)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding application): keep its handlers
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        rv = app(args=argv, prog_name="poolstride", standalone_mode=False)
+        if isinstance(rv, int) and rv:  # typer turns Ctrl-C into a returned exit code (130), not an exception
+            return _interrupted(argv) if rv == 130 else rv
     except PoolstrideError as e:
         # one line: torch.fx and friends append context lines to exceptions raised inside a traced forward
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -57,12 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as e:
         return e.exit_code
-    except typer.Abort:
-        err_console.print("aborted", markup=False)
-        return 130
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished work is saved, run the same command again to resume", markup=False)
-        return 130
+    except (typer.Abort, KeyboardInterrupt):
+        return _interrupted(argv)
     except Exception as e:
         # click usage errors (typer vendors click, so match by interface, not by class)
         code = getattr(e, "exit_code", None)
