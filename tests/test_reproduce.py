@@ -101,7 +101,7 @@ def test_training_protocol_end_to_end_tiny(tmp_path):
     from poolstride.train import synthetic
 
     ds = synthetic(n_train=64, n_test=32, num_classes=4, size=16)
-    kw = dict(dataset=ds, seeds=2, epochs=1, shift_images=16, out=str(tmp_path / "study"))
+    kw = dict(dataset=ds, seeds=2, epochs=1, batch_size=32, shift_images=16, out=str(tmp_path / "study"))
     r = reproduce.run("resnet-shortcuts", shortcuts="A,B,fish", gradflow_depths="20", **kw)
     assert r.name == "resnet-shortcuts" and r.budget["seeds"] == 2 and r.budget["recipe"]["epochs"] == 1
     assert (tmp_path / "study" / "summary.json").exists()

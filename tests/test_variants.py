@@ -49,6 +49,8 @@ def test_grammar_names_are_what_the_user_wrote_and_meanings_are_recorded(usermod
     with pytest.raises(SpecError, match="bad selector"):
         parse_variants("tiny", "pool->conv[colour=red]")
     # built-in: an operator is the family's own knob; structural variants are models
+    named = parse_variants("tiny", "blur-2=blur(base=max,size=2),my net.v2 = pool->avg")
+    assert [(v.name, v.slug) for v in named] == [("blur-2", "blur-2"), ("my net.v2", "my-net.v2")]
     b = parse_variants("allcnn-c", "max,allcnn-c:strided")
     assert (b[0].downsample, b[0].policy, b[1].model) == ("max", None, "allcnn-c:strided")
 

@@ -203,7 +203,7 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
 
     name = None
     m = _NAMED.match(entry)
-    if m and not any(c in m.group(1) for c in "([->"):
+    if m and not any(t in m.group(1) for t in ("(", "[", "->")):  # NAME=ENTRY, not an argument of an entry
         name, entry = m.group(1).strip(), m.group(2).strip()
         if not name or not entry:
             raise SpecError(f"bad variant {entry!r}; expected NAME=ENTRY")

@@ -185,7 +185,7 @@ def train_command(
     from ..errors import SpecError
     from ..study.core import slugify
     from ..train import RunSpec, dist, get_recipe, load_dataset, resolve_device, set_threads, train_run
-    from ..train.data import DeviceData
+    from ..train.data import DeviceData, check_fits
     from ..variants import check_model, describe, parse_entry, weights_record
 
     if variant and downsample:
@@ -200,6 +200,7 @@ def train_command(
         v = dataclasses.replace(v, weights=weights_record(weights))
     spec = RunSpec(v, seed)
     ds = load_dataset(dataset, data_dir, download=download)
+    check_fits(ds, rec.train_subset, rec.batch_size)
     dev = resolve_device(device, info)
     if out is None:
         key = json.dumps([v.to_dict(), seed, dataset, rec.to_dict()], sort_keys=True)

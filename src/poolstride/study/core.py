@@ -30,7 +30,7 @@ import torch
 from .. import __version__
 from ..errors import PoolstrideError, SpecError
 from ..train import io as tio
-from ..train.data import DeviceData, load_dataset
+from ..train.data import DeviceData, check_fits, load_dataset
 from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
 from ..train.recipe import Recipe, get_recipe
 from ..variants import (
@@ -470,6 +470,7 @@ def compare(
     vlist = [dataclasses.replace(v, obj=obj if v.model == model_str else None, weights=wrec) for v in vlist]
     seed_list = parse_seeds(seeds)
     ds = load_dataset(dataset, data_dir, download=download)
+    check_fits(ds, rec.train_subset, rec.batch_size)
     ds_name = dataset if isinstance(dataset, str) else str(getattr(ds, "name", "dataset"))
     devices = [resolve_device(d.strip()) for d in str(device).split(",") if d.strip()] or [resolve_device("auto")]
     dev = devices[0]

@@ -103,6 +103,35 @@ def check_dataset(ds: Any) -> None:
             raise DataError(f"{name}: the {split} split is empty")
     if len(ds.mean) != ds.x_train.shape[1] or len(ds.std) != ds.x_train.shape[1]:
         raise DataError(f"{name}: mean/std must have one value per channel")
+    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
+        a, b = ds.x_train.shape[1:], ds.x_test.shape[1:]
+        raise DataError(
+            f"{name}: train images are {'x'.join(map(str, a))} but test images {'x'.join(map(str, b))} (CxHxW); "
+            "both splits need one size and channel count"
+        )
+    k = len(ds.classes)
+    if k < 2:
+        raise DataError(f"{name}: {k} class; a classifier study needs at least 2 classes")
+    for split in ("train", "test"):
+        y = getattr(ds, f"y_{split}")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= k:
+            raise DataError(f"{name}: {split} labels range over {lo}..{hi}, outside 0..{k - 1} ({k} classes)")
+    missing = [c for i, c in enumerate(ds.classes) if not bool((ds.y_test == i).any())]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"{name}: {len(missing)} class(es) have no test images ({shown}); accuracy would be biased")
+
+
+def check_fits(ds: Any, train_subset: int | None, batch_size: int) -> None:
+    """Refuse, in one line, a training set smaller than one batch after subsetting."""
+    n = len(ds.x_train) if train_subset is None else min(int(train_subset), len(ds.x_train))
+    if n < batch_size:
+        name = getattr(ds, "name", "dataset")
+        raise DataError(
+            f"{name}: {n} training images" + (" after subsetting" if n < len(ds.x_train) else "")
+            + f" are fewer than one batch of {batch_size}; lower --batch-size or use more images"
+        )  # fmt: skip
 
 
 def subset_indices(n: int, k: int | None, seed: int = 0) -> torch.Tensor | None:
