@@ -186,7 +186,7 @@ def test_parameters_receive_gradients(spec):
         ("s2d", 4 * 16 * 32 + 32),
         ("s2d(bias=false)", 4 * 16 * 32),
         ("blur(base=conv,k=3)", 9 * 16 * 32 + 32),
-        ("blur(base=conv)", 4 * 16 * 32 + 32),
+        ("blur(base=conv)", 9 * 16 * 32 + 32),
     ],
 )
 def test_param_count_matches_formula(spec, expected):

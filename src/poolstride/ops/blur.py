@@ -12,6 +12,9 @@ from ..errors import SiteError
 from ..spec import OpSpec, Param
 from .registry import Downsample, Geometry, conv_out, register
 
+#: the kernel ``k=0`` stands for: MaxBlurPool's 2x2 max pool (Zhang 2019), the 3x3 of the strided conv replaced
+DEFAULT_K = {"max": 2, "conv": 3, "avg": 1}
+
 
 def binomial_filter(size: int) -> torch.Tensor:
     """The normalised 2-D binomial filter of ``size`` taps: outer product of row ``C(size-1, i)``.
@@ -48,14 +51,23 @@ def blur_downsample(x: torch.Tensor, filt: torch.Tensor, stride: int) -> torch.T
     params=[
         Param("base", str, "max", "what comes before the blur", choices=("max", "avg", "conv")),
         Param("size", int, 4, "binomial filter taps (1 = no blur)", min=1, max=7),
-        Param("k", int, 2, "kernel of the stride-1 max pool (base=max) or conv (base=conv)", min=1, max=7),
+        Param(
+            "k",
+            int,
+            0,
+            "kernel of the stride-1 max pool (base=max) or conv (base=conv); 0 = the base's own: 2 for max "
+            "(MaxBlurPool), 3 for conv (the 3x3 strided conv it replaces)",
+            min=0,
+            max=7,
+        ),
+        Param("bias", bool, True, "conv bias (base=conv; set false when a norm layer follows, as in ResNets)"),
     ],
     summary="BlurPool: (max pool s=1 | conv s=1 | nothing) then binomial blur + subsample",
     source="Zhang 2019, 'Making Convolutional Networks Shift-Invariant Again' (ICML, arXiv:1904.11486)",
     learnable=True,  # with base=conv (the blur filter itself is fixed); like mixed: "can have trained params"
     changes_channels=True,
-    params_formula="0 (base=max/avg); k^2*Cin*Cout + Cout (base=conv)",
-    shape_rule="ceil(m/s), m = n (avg), n-k+1 (max: unpadded k x k s=1 pool), n+2*((k-1)//2)-k+1 (conv)",
+    params_formula="0 (base=max/avg); k^2*Cin*Cout + Cout (base=conv: k=3 by default, no Cout with bias=false)",
+    shape_rule="ceil(m/s), m = n (avg), n-k+1 (max: unpadded k x k s=1 pool, k=2), n+2*((k-1)//2)-k+1 (conv, k=3)",
 )
 class BlurPool(Downsample):
     """BlurPool (Zhang 2019): low-pass with a fixed binomial filter before subsampling.
@@ -65,6 +77,15 @@ class BlurPool(Downsample):
     * ``base=conv`` - Conv(k, s=1) then BlurPool ("ConvBlurPool", replaces a strided conv; may change
       channels). Zhang places the ReLU between the conv and the blur; as a site operator the activation
       belongs to the model, so here the blur follows the conv directly.
+
+    ``k`` defaults (``k=0``) to the base's own kernel. An operator is built from its spec, channels and stride
+    only, so it cannot see the kernel of the layer it replaces: ``base=max`` takes the 2x2 max pool of
+    MaxBlurPool (Zhang 2019), ``base=conv`` the centred 3x3 of the strided convs of ResNet and VGG (a 2x2 conv
+    would drop parameters and shift the map by half a pixel against a ResNet shortcut). Write ``k=`` for
+    another kernel (``blur(base=conv,k=5)`` for a 5x5 site) and ``bias=false`` when a norm layer follows
+    (``blur(base=conv,bias=false)`` has exactly the parameters of ResNet-20's ``conv(k=3,bias=false)`` sites).
+    An even ``size`` (the default 4) has no centre tap: the blur itself shifts its output by half an input
+    pixel, whatever the base; odd sizes (3, 5) are centred.
 
     The filter is a fixed buffer of shape (C, 1, size, size), not trained; reflect padding falls back to
     replicate when the map is smaller than the pad.
@@ -79,11 +100,11 @@ class BlurPool(Downsample):
     def __init__(self, spec, in_channels, out_channels, stride=2):
         super().__init__(spec, in_channels, out_channels, stride)
         self.base = str(spec["base"])
-        self.k = int(spec["k"])
+        self.k = int(spec["k"]) or DEFAULT_K[self.base]
         self.size = int(spec["size"])
         self.conv: nn.Conv2d | None = None
         if self.base == "conv":
-            self.conv = nn.Conv2d(in_channels, out_channels, self.k, 1, (self.k - 1) // 2)
+            self.conv = nn.Conv2d(in_channels, out_channels, self.k, 1, (self.k - 1) // 2, bias=bool(spec["bias"]))
         elif in_channels != out_channels:  # pragma: no cover - build() checks first
             raise SiteError(f"{spec}: base={self.base} keeps channels")
         filt = binomial_filter(self.size)[None, None].repeat(out_channels, 1, 1, 1)

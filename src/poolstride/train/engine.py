@@ -29,6 +29,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import PoolstrideError
+from ..ops import Downsample
 from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
 from .data import DeviceData
@@ -187,17 +188,98 @@ def lr_factor(recipe: Recipe, step: int, total: int, steps_per_epoch: int) -> fl
     return 0.5 * (1 + math.cos(math.pi * (t - p) / (1 - p))) * (1 - 1e-4) + 1e-4
 
 
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
+_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, nn.Embedding)
+
+
+def _operator_params(model: nn.Module) -> set[int]:
+    """ids of the parameters that downsampling operators learn themselves: those of a poolstride
+    :class:`~poolstride.ops.Downsample` (or of a helper module inside it) that do not belong to a conv/linear
+    layer of the operator, e.g. DiffStride's ``strides`` and the mixed pool's gate ``logit``."""
+    out: set[int] = set()
+    for op in model.modules():
+        if isinstance(op, Downsample):
+            for m in op.modules():
+                if not isinstance(m, _WEIGHTED):
+                    out.update(id(p) for p in m.parameters(recurse=False))
+    return out
+
+
+def param_groups(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, nn.Parameter]]]:
+    """Split the trainable parameters into ``(decay, no_decay)`` lists of ``(name, parameter)``, in model order.
+
+    **Not decayed:** (1) the parameters a downsampling operator learns itself (those of a poolstride
+    ``Downsample`` not held by a conv/linear layer inside it: DiffStride's stride, which decay pulls toward 0,
+    the mixed pool's gate, which it pulls toward an even max/avg mix); (2) norm-layer weights and biases;
+    (3) every bias; (4) any other 0-D or 1-D parameter (per-channel gains and scalar gates, as in timm);
+    (5) any name a module lists in its ``no_weight_decay()`` (timm's convention; names relative to that module).
+    **Decayed:** everything else, i.e. the weights of convolutions and linear layers (operators' too: the conv
+    of ``blur(base=conv)``, ``conv``, ``s2d``...). Weight decay is the recipe's ``weight_decay`` on the first
+    group and 0 on the second.
+    """
+    ops_ids = _operator_params(model)
+    declared: set[str] = set()
+    norm_ids: set[int] = set()
+    for prefix, m in model.named_modules():
+        if isinstance(m, _NORMS):
+            norm_ids.update(id(p) for p in m.parameters(recurse=False))
+        nwd = getattr(m, "no_weight_decay", None)
+        if callable(nwd):
+            declared.update(f"{prefix}.{n}" if prefix else str(n) for n in nwd())
+    decay: list[tuple[str, nn.Parameter]] = []
+    no_decay: list[tuple[str, nn.Parameter]] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = (
+            id(p) in ops_ids
+            or id(p) in norm_ids
+            or p.ndim <= 1
+            or name.rsplit(".", 1)[-1] == "bias"
+            or name in declared
+        )
+        (no_decay if skip else decay).append((name, p))
+    return decay, no_decay
+
+
+def describe_groups(model: nn.Module, shown: int = 8) -> dict[str, Any]:
+    """The optimizer grouping of :func:`param_groups` as a JSON record (run config and result):
+    tensor and element counts per group, the first ``shown`` not-decayed names and every learned
+    downsampling-operator parameter (``operator``)."""
+    decay, no_decay = param_groups(model)
+    ops_ids = _operator_params(model)
+    return {
+        "decay": {"tensors": len(decay), "params": sum(p.numel() for _, p in decay)},
+        "no_decay": {
+            "tensors": len(no_decay),
+            "params": sum(p.numel() for _, p in no_decay),
+            "names": [n for n, _ in no_decay[:shown]],
+        },
+        "operator": [n for n, p in no_decay if id(p) in ops_ids],
+    }
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The recipe's optimizer over two parameter groups (:func:`param_groups`): conv/linear weights with the
+    recipe's weight decay, and biases, norm-layer and learned downsampling-operator parameters without it.
+    Tries the fused, then the foreach implementation, then the default one."""
+    decay, no_decay = param_groups(model)
+    groups: list[dict[str, Any]] = [
+        {"params": [p for _, p in g], "weight_decay": wd}
+        for g, wd in ((decay, recipe.weight_decay), (no_decay, 0.0))
+        if g
+    ]
     impl: dict[str, Any] = {"fused": True}
     attempts: list[dict[str, Any]] = [{"fused": True}, {"foreach": True}, {}]
     for attempt in attempts:
         impl = attempt
         try:
             if recipe.optimizer == "adamw":
-                return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **impl)
+                return torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=recipe.weight_decay, **impl)
             return torch.optim.SGD(
-                params,
+                groups,
                 lr=recipe.lr,
                 momentum=recipe.momentum,
                 nesterov=recipe.optimizer == "nesterov",
@@ -270,6 +352,7 @@ def run_config(
     if built is not None:
         cfg["adaptations"] = list(built.adaptations)
         cfg["init_sha256"] = init_hash(built.model)
+        cfg["optimizer_groups"] = describe_groups(built.model)
     return cfg
 
 
@@ -519,6 +602,7 @@ def train_run(
         "site": spec.variant.site,
         "init_sha256": cfg["init_sha256"],
         "adaptations": cfg["adaptations"],
+        "optimizer_groups": cfg["optimizer_groups"],
         "dataset": ds_name,
         "epochs": recipe.epochs,
         "recipe": recipe.name,
