@@ -284,7 +284,7 @@ def run_dir_of(study_dir: Path, v: Variant | dict[str, Any], seed: int) -> Path:
 
 SUMMARY_COLUMNS = [
     "variant", "seed", "status", "acc", "loss", "shift_consistency", "shift_consistency_circular", "params",
-    "macs", "other_ops", "latency_ms", "train_time_s", "images_per_s", "reason",
+    "macs", "other_ops", "latency_ms", "train_time_s", "images_per_s", "achieved_gflops", "peak_rss_mb", "reason",
 ]  # fmt: skip
 
 
@@ -313,9 +313,11 @@ def summarize(study_dir: str | Path, study: dict[str, Any] | None = None) -> dic
             m, sdv, ci = ci95([r["acc"] for r in ok])
             row.update(acc_mean=m, acc_std=sdv, acc_ci95=list(ci) if ci else None)
             for key in ("loss", "shift_consistency", "shift_consistency_circular", "train_time_s", "images_per_s",
-                        "latency_ms"):  # fmt: skip
+                        "latency_ms", "achieved_gflops"):  # fmt: skip
                 vals = [r[key] for r in ok if r.get(key) is not None]
                 row[f"{key}_mean"] = sum(vals) / len(vals) if vals else None
+            rss = [r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb") is not None]
+            row["peak_rss_mb_max"] = max(rss) if rss else None
             sc = [r["shift_consistency"] for r in ok if r.get("shift_consistency") is not None]
             row["shift_consistency_std"] = ci95(sc)[1] if sc else None
             for key in ("params", "macs", "other_ops", "activation_bytes"):
@@ -335,6 +337,8 @@ def summarize(study_dir: str | Path, study: dict[str, Any] | None = None) -> dic
             "complete": len(runs) == total,
             "runs_done": len(runs),
             "runs_total": total,
+            # the largest resident memory any run's process reached (each --jobs worker is its own process)
+            "peak_rss_mb_max": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None), default=None),
             "variants": variants_out,
             "runs": runs,
             "updated": _now(),

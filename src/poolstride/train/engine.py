@@ -100,8 +100,9 @@ _COST_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None = None) -> dict[str, Any]:
-    """params / MACs / other ops / activation bytes / receptive field via ``poolstride.analysis.cost_summary``
-    when it is installed; parameters only otherwise (``cost_source`` says which)."""
+    """params / MACs / other ops / activation bytes / receptive field / training-step MACs, and the per-site
+    costs, from one :func:`poolstride.analysis.inspect` pass at batch 1 (the numbers ``poolstride cost`` prints);
+    parameters only if the analysis fails (``cost_source`` says so)."""
     if key is not None and key in _COST_CACHE:
         return dict(_COST_CACHE[key])
     out: dict[str, Any] = {
@@ -112,58 +113,57 @@ def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None =
         "activation_bytes": None,
         "rf": None,
         "jump": None,
+        "train_step_macs": None,
         "cost_source": "params-only",
     }
-    cost_summary: Callable[..., Any] | None
     try:
-        from ..analysis import cost_summary
-    except ImportError:
-        cost_summary = None
-    if cost_summary is not None:
-        try:
-            was = model.training
-            model.eval()
-            d = dict(cost_summary(model, tuple(input_size)))
-            model.train(was)
-            out.update({k: d.get(k, out.get(k)) for k in ("params", "trainable_params", "macs", "other_ops")})
-            out.update({k: d.get(k) for k in ("activation_bytes", "rf", "jump")})
-            out["cost_source"] = "poolstride.analysis"
-            out["sites"] = _site_costs(model, input_size)
-        except Exception as e:  # analysis must never kill a training run
-            out["cost_source"] = f"params-only (analysis failed: {type(e).__name__}: {e})"
+        import warnings
+
+        from ..analysis import inspect
+        from ..surgery.find import eval_mode
+
+        with eval_mode(model), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rep = inspect(model, tuple(input_size), batch=1)
+        t = rep.totals
+        out.update({k: t.get(k) for k in ("params", "trainable_params", "macs", "other_ops", "activation_bytes")})
+        out.update(rf=t.get("rf"), jump=t.get("jump"), train_step_macs=(t.get("train_step") or {}).get("macs"))
+        out["cost_source"] = "poolstride.analysis"
+        out["sites"] = _site_costs(rep)
+    except Exception as e:  # analysis must never kill a training run
+        out["cost_source"] = f"params-only (analysis failed: {type(e).__name__}: {e})"
     if key is not None:
         _COST_CACHE[key] = dict(out)
     return out
 
 
-def _site_costs(model: nn.Module, input_size: tuple[int, ...]) -> list[dict[str, Any]] | None:
-    """Per-site cost (docs/study-format.md, optional ``sites``) from ``poolstride.analysis.inspect``: the
-    layers inside each downsampling site summed, in model order. None when unavailable."""
+def _site_costs(rep: Any) -> list[dict[str, Any]] | None:
+    """Per-site cost (docs/study-format.md, optional ``sites``): the layers inside each downsampling site of an
+    :func:`poolstride.analysis.inspect` report summed, in model order. None when there are none."""
+    sites: dict[str, dict[str, Any]] = {}
+    for layer in rep.layers:
+        site = getattr(layer, "site", None)
+        if not site:
+            continue
+        row = sites.setdefault(
+            site["path"], {"path": site["path"], "kind": site.get("kind"), "op": site.get("op"),
+                           "macs": 0, "other_ops": 0, "params": 0},
+        )  # fmt: skip
+        row["macs"] += int(layer.macs)
+        row["other_ops"] += int(layer.other_ops)
+        row["params"] += int(layer.params)
+    return list(sites.values()) or None
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MiB (Linux/macOS; None elsewhere)."""
     try:
-        import warnings
+        import resource
+        import sys
 
-        from ..analysis import inspect
-
-        was = model.training
-        model.eval()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rep = inspect(model, tuple(input_size), batch=1)
-        model.train(was)
-        sites: dict[str, dict[str, Any]] = {}
-        for layer in rep.layers:
-            site = getattr(layer, "site", None)
-            if not site:
-                continue
-            row = sites.setdefault(
-                site["path"], {"path": site["path"], "kind": site.get("kind"), "op": site.get("op"),
-                               "macs": 0, "other_ops": 0, "params": 0},
-            )  # fmt: skip
-            row["macs"] += int(layer.macs)
-            row["other_ops"] += int(layer.other_ops)
-            row["params"] += int(layer.params)
-        return list(sites.values()) or None
-    except Exception:  # optional information: never fail a run for it
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(r / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):  # pragma: no cover - Windows
         return None
 
 
@@ -616,6 +616,13 @@ def train_run(
         "latency_ms": None,
         "train_time_s": round(train_time, 3),
         "images_per_s": round(images / train_time, 1) if train_time > 0 else None,
+        # achieved arithmetic rate: training-step MACs per image x 2 FLOPs x images/s (how close it ran to the chip)
+        "achieved_gflops": (
+            round(2 * cost["train_step_macs"] * images / train_time / 1e9, 2)
+            if train_time > 0 and cost.get("train_step_macs")
+            else None
+        ),
+        "peak_rss_mb": peak_rss_mb(),
         "device": str(dev),
         "world_size": info.world,
         "threads": torch.get_num_threads() if dev.type == "cpu" else None,
