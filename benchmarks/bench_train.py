@@ -12,7 +12,9 @@ with AVX512-BF16/AMX; ``--fp32`` also times poolstride with ``amp=off``). No aug
 
 Images/s are timed over the training steps only (warm-up steps excluded). On a shared machine the numbers
 are noisy, so the two loops are interleaved for ``--rounds`` rounds and the best round of each is reported
-(plus the median). Output: one line per model with both throughputs and the ratio.
+(plus the median). Output: one line per model with both throughputs and the ratio, and a second line that sets
+each loop's achieved training GFLOP/s (poolstride's train-step MACs per image x 2 x images/s) against the
+roofline: the GFLOP/s of a large 3x3 conv forward at the same dtype, threads and memory format.
 """
 
 from __future__ import annotations
@@ -95,6 +97,34 @@ def poolstride_loop(model_name: str, ds: SimpleDataset, batch: int, steps: int, 
     return batch * steps / (t1 - t0), batch * steps / (c1 - c0)
 
 
+def roofline(dev: torch.device, dtype: torch.dtype, reps: int = 8) -> float:
+    """The practical peak of this device at ``dtype``: GFLOP/s of a large 3x3 conv forward (256 -> 256 channels,
+    8x256x32x32, channels_last), best of ``reps``, at the current thread count."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev, dtype).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 256, 32, 32, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    macs = 8 * 256 * 256 * 9 * 32 * 32
+    best = float("inf")
+    with torch.no_grad():
+        for i in range(reps + 2):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            conv(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                best = min(best, time.perf_counter() - t)
+    return 2 * macs / best / 1e9
+
+
+def train_step_macs(name: str, size: tuple[int, int, int] = (3, 32, 32)) -> int:
+    """Forward + backward MACs per image, from poolstride's own analysis (docs/conventions.md)."""
+    from poolstride.analysis import inspect
+
+    rep = inspect(models.build(name, num_classes=10), size, batch=1)
+    return int(rep.totals["train_step"]["macs"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="tiny,allcnn-c")
@@ -107,6 +137,14 @@ def main() -> None:
     set_threads(args.threads)
     dev = resolve_device(args.device)
     out = []
+    peak32 = roofline(dev, torch.float32)
+    peak16 = roofline(dev, torch.bfloat16) if uses_bf16(dev, "auto") else None
+    if not args.json:
+        print(
+            f"roofline ({torch.get_num_threads()} threads, 3x3 conv forward, channels_last): fp32 {peak32:.0f} GFLOP/s"
+            + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ", no native bf16"),
+            flush=True,
+        )
     for name in args.models.split(","):
         batch, steps, warm = SIZES.get(name, (64, 5, 2))
         if dev.type == "cuda":
@@ -131,6 +169,17 @@ def main() -> None:
         if ours_fp32:
             row["poolstride_fp32_img_s"] = max(w for w, _ in ours_fp32)
             row["ratio_fp32_best"] = row["poolstride_fp32_img_s"] / pw
+        flop = 2 * train_step_macs(name)  # per image, forward + backward
+        ours_peak = peak16 if peak16 and row["precision"] != "fp32" else peak32
+        row["roofline_gflops"] = {"fp32": peak32, "bf16": peak16}
+        row["achieved_gflops"] = {"plain_fp32": flop * pw / 1e9, "poolstride": flop * ow / 1e9}
+        row["fraction_of_roofline"] = {
+            "plain_fp32": flop * pw / 1e9 / peak32,
+            "poolstride": flop * ow / 1e9 / ours_peak,
+        }
+        if ours_fp32:
+            row["achieved_gflops"]["poolstride_fp32"] = flop * row["poolstride_fp32_img_s"] / 1e9
+            row["fraction_of_roofline"]["poolstride_fp32"] = row["achieved_gflops"]["poolstride_fp32"] / peak32
         out.append(row)
         if not args.json:
             extra = (
@@ -143,6 +192,17 @@ def main() -> None:
                 f"poolstride {ow:8.1f} img/s -> {row['ratio_best']:.2f}x wall-clock (best of {args.rounds}; "
                 f"median {row['ratio_median']:.2f}x); per CPU-second {pc:.1f} vs {oc:.1f} -> "
                 f"{row['ratio_cpu_time']:.2f}x{extra}",
+                flush=True,
+            )
+            fr, ag = row["fraction_of_roofline"], row["achieved_gflops"]
+            print(
+                f"{'':9s} of the roofline: plain fp32 {ag['plain_fp32']:.0f} GFLOP/s = {fr['plain_fp32']:.0%}; "
+                f"poolstride ({row['precision']}) {ag['poolstride']:.0f} GFLOP/s = {fr['poolstride']:.0%}"
+                + (
+                    f"; poolstride fp32 {ag['poolstride_fp32']:.0f} GFLOP/s = {fr['poolstride_fp32']:.0%}"
+                    if "poolstride_fp32" in fr
+                    else ""
+                ),
                 flush=True,
             )
     if args.json:
