@@ -2,10 +2,14 @@
 
 Module sites are replaced by setting attributes on a deep copy (the model keeps its class and its
 ``forward``); functional sites (``F.max_pool2d`` calls) need the fx graph, so when the policy touches one
-the result is a rewritten ``torch.fx.GraphModule``. Every replacement is checked on the site's recorded
-input shape before it is installed (a replacement that cannot give the site's output size raises
-:class:`~poolstride.errors.SiteError` naming the site), and a probe forward pass of the converted model
-then checks that the output and every surviving module's output keep their shapes.
+the result is a rewritten ``torch.fx.GraphModule``. ``conv->conv(s=1)+act+POOL`` (Zhang 2019's layout) runs
+the conv at stride 1 and puts POOL after the activation that follows it (through its norm): the activation
+module becomes ``Sequential(activation, POOL)``, or, when the activation is a function call or a module
+called more than once, POOL is inserted after that call in the fx graph (a GraphModule again). Every
+replacement is checked on the site's recorded input shape before it is installed (a replacement that cannot
+give the site's output size raises :class:`~poolstride.errors.SiteError` naming the site), and a probe
+forward pass of the converted model then checks that the output and every surviving module's output keep
+their shapes.
 
 Weights: untouched layers keep theirs. A strided conv that is run at stride 1 (``conv->conv(s=1)+...``),
 a shortcut conv behind a pool (``shortcut->avg+1x1``) and the conv that takes a removed pool's stride keep
@@ -45,7 +49,7 @@ from .find import (
     probe_input,
     run_probe,
 )
-from .policy import OP, REMOVE, SHORT, STRIDE1, Policy, Rule, parse_policy
+from .policy import AFTER_ACT, OP, REMOVE, SHORT, STRIDE1, Policy, Rule, parse_policy
 
 
 class SurgeryWarning(UserWarning):
@@ -227,7 +231,8 @@ def _cost(m: nn.Module | None, in_shape: tuple[int, ...] | None) -> tuple[int, i
         return 0, 0
     from .cost import site_cost
 
-    return site_cost(m, in_shape)
+    # inside a container, as in a model: a bare conv as the root is counted without its bias ops
+    return site_cost(m if isinstance(m, nn.Sequential) else nn.Sequential(m), in_shape)
 
 
 def _add(a: tuple[int, int | None], b: tuple[int, int | None]) -> tuple[int, int | None]:
@@ -446,6 +451,16 @@ class _Plan:
     fit: tuple[int, int] | None = None
     extra: dict[str, nn.Module] = field(default_factory=dict)  # other module paths to replace
     extra_before: dict[str, nn.Module] = field(default_factory=dict)
+    #: ``conv->conv(s=1)+act+POOL``: fx node after which ``post`` is inserted (a functional or shared activation)
+    insert_after: str | None = None
+    post: nn.Module | None = None
+    #: module paths whose output is now at the pre-downsampling resolution (the shape check skips them)
+    resized: tuple[str, ...] = ()
+    #: (module, input shape) lists for the cost records, when the default (site + extra modules) is not right
+    cost_before: list[tuple[nn.Module, tuple[int, ...]]] | None = None
+    cost_after: list[tuple[nn.Module, tuple[int, ...]]] | None = None
+    after: str | None = None  # the Change's "after" text, when _describe(module) does not say it
+    warning: str | None = None  # a per-site warning (e.g. a fallback)
 
 
 def _plan_site(ana: Analysis, site: Site, rule: Rule, init: str, touched: set[str]) -> _Plan | str:
@@ -518,6 +533,9 @@ def _plan_site(ana: Analysis, site: Site, rule: Rule, init: str, touched: set[st
         return _Plan(
             site, rule, module, kept + ("function-preserving (verified)" if exact else "stride moved to the pool"), fit
         )
+
+    if rule.action == AFTER_ACT:
+        return _plan_after_act(ana, site, rule, orig, in_shape, want, touched, to_dev)
 
     if rule.action == REMOVE:
         return _plan_remove(ana, site, rule, orig, in_shape, want, touched)
@@ -659,6 +677,219 @@ def _prev_conv(ana: Analysis, site: Site) -> tuple[list[str], str]:
     raise SiteError(f"site {site.path}: no convolution before it in {parent_path or 'the model'}")
 
 
+# -------------------------------------------------------------------- Zhang's layout (conv->conv(s=1)+act+POOL)
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm,
+)  # fmt: skip
+_ACT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
+)  # fmt: skip
+_ACT_FUNCS = {
+    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
+    F.hardswish, F.hardtanh, F.softplus, torch.sigmoid, torch.tanh,
+}  # fmt: skip
+_ACT_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_"}
+#: layers that may sit between the conv, its norm and its activation (timm's drop_block, a Dropout)
+_PASS_TYPES: tuple[type[nn.Module], ...] = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
+
+
+class _NoChain(Exception):
+    """Zhang's layout does not apply at a site; the message says why."""
+
+
+class _NodeCall(nn.Module):
+    """A functional activation of the fx graph (``F.relu(x)``, ``x.relu()``) as a module, replayed on one tensor
+    for the full-resolution check and the cost records (never installed in a model)."""
+
+    def __init__(self, node: fx.Node) -> None:
+        super().__init__()
+        self.kind, self.target = node.op, node.target
+        self.rest, self.kw = tuple(node.args[1:]), dict(node.kwargs)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.kind == "call_method":
+            return getattr(x, str(self.target))(*self.rest, **self.kw)
+        return self.target(x, *self.rest, **self.kw)  # type: ignore[operator]
+
+    def extra_repr(self) -> str:
+        return str(getattr(self.target, "__name__", self.target))
+
+
+@dataclass
+class _ActChain:
+    """What follows a strided conv: the layers between it and its activation (at most one norm, plus
+    pass-through layers such as Identity or Dropout), then the activation after which the downsampler goes."""
+
+    mids: list[tuple[str, nn.Module]]  # module paths and modules between the conv and the activation, in order
+    act: str  # module path of the activation, or its fx node name when it is a function call
+    act_mod: nn.Module  # the activation (a _NodeCall for a function call)
+    act_is_module: bool
+    node: str | None = None  # insert the downsampler after this fx node; None: swap the activation module
+    why_graph: str = ""
+
+
+def _is_norm(m: nn.Module) -> bool:
+    return isinstance(m, _NORM_TYPES) or type(m).__name__ == "FrozenBatchNorm2d"
+
+
+def _label(n: fx.Node, mods: dict[str, nn.Module]) -> str:
+    if n.op == "call_module":
+        return f"{n.target} ({type(mods[str(n.target)]).__name__})"
+    if n.op == "output":
+        return "the model output"
+    return f"{n.name} ({getattr(n.target, '__name__', n.target)})"
+
+
+def _act_chain(ana: Analysis, site: Site) -> _ActChain:
+    """Find conv -> [norm] -> activation after the site (pass-through layers allowed in between): in the fx
+    graph, or without one among the following siblings in an ``nn.Sequential``. Raises _NoChain with the
+    reason when the chain is not there."""
+    if ana.gm is None:
+        return _act_chain_sequential(ana, site)
+    gm = ana.gm
+    mods = dict(gm.named_modules())
+    calls = [n for n in gm.graph.nodes if n.op == "call_module" and str(n.target) == site.path]
+    if len(calls) != 1:
+        raise _NoChain(f"{site.path} is called {len(calls)} times in the fx graph, not once")
+
+    prev, mids, norms = calls[0], [], 0
+    for _ in range(8):
+        users = list(prev.users)
+        if len(users) != 1:
+            raise _NoChain(f"the output of {_label(prev, mods)} feeds {len(users)} layers, not one norm or activation")
+        nxt = users[0]
+        if not nxt.args or nxt.args[0] is not prev:
+            raise _NoChain(f"{_label(nxt, mods)} follows {_label(prev, mods)} but does not take it as its first input")
+        m = mods.get(str(nxt.target)) if nxt.op == "call_module" else None
+        if m is not None and ((_is_norm(m) and not norms) or isinstance(m, _PASS_TYPES)):
+            norms += _is_norm(m)
+            mids.append((str(nxt.target), m))
+            prev = nxt
+            continue
+        break
+    what = "an activation" if norms else "a norm or an activation"
+    if m is not None:
+        if not isinstance(m, _ACT_TYPES):
+            raise _NoChain(f"{_label(nxt, mods)} follows {_label(prev, mods)}, not {what}")
+        n_calls = sum(n.op == "call_module" and mods.get(str(n.target)) is m for n in gm.graph.nodes)
+        if n_calls == 1:
+            return _ActChain(mids, str(nxt.target), m, True)
+        return _ActChain(mids, str(nxt.target), m, True, nxt.name, f"{nxt.target} is called {n_calls} times")
+    if (nxt.op == "call_function" and nxt.target in _ACT_FUNCS) or (
+        nxt.op == "call_method" and nxt.target in _ACT_METHODS
+    ):
+        found: list[fx.Node] = []
+        fx.node.map_arg((nxt.args[1:], nxt.kwargs), found.append)
+        if found:
+            raise _NoChain(f"the activation {_label(nxt, mods)} takes other tensors as arguments")
+        fn = getattr(nxt.target, "__name__", nxt.target)
+        return _ActChain(mids, nxt.name, _NodeCall(nxt), False, nxt.name, f"{nxt.name} is a call of {fn}")
+    raise _NoChain(f"{_label(nxt, mods)} follows {_label(prev, mods)}, not {what}")
+
+
+def _act_chain_sequential(ana: Analysis, site: Site) -> _ActChain:
+    parent_path, _, name = site.path.rpartition(".")
+    parent = ana.model.get_submodule(parent_path) if parent_path else ana.model
+    if not isinstance(parent, nn.Sequential):
+        raise _NoChain(
+            f"the model does not trace ({ana.trace_error}) and {site.path} is not inside an nn.Sequential, so "
+            "the layers that consume it are unknown"
+        )
+    keys = list(parent._modules)
+    prev, mids, norms = site.path, [], 0
+    for k in keys[keys.index(name) + 1 :]:
+        m = parent._modules[k]
+        assert m is not None
+        path = f"{parent_path}.{k}" if parent_path else k
+        if (_is_norm(m) and not norms) or isinstance(m, _PASS_TYPES):
+            norms += _is_norm(m)
+            mids.append((path, m))
+            prev = path
+            continue
+        if not isinstance(m, _ACT_TYPES):
+            what = "an activation" if norms else "a norm or an activation"
+            raise _NoChain(f"{path} ({type(m).__name__}) follows {prev}, not {what}")
+        return _ActChain(mids, path, m, True)
+    raise _NoChain(f"nothing follows {prev} in {parent_path or 'the model'}")
+
+
+def _plan_after_act(
+    ana: Analysis,
+    site: Site,
+    rule: Rule,
+    orig: nn.Module,
+    in_shape: tuple[int, ...],
+    want: tuple[int, int],
+    touched: set[str],
+    to_dev: Any,
+) -> _Plan:
+    """``conv->conv(s=1)+act+POOL`` (Zhang 2019): the conv at stride 1 (same weights), its norm and activation at
+    full resolution, then POOL after the activation. Falls back to POOL right after the conv (the
+    ``conv->conv(s=1)+POOL`` placement) with a warning when no conv -> [norm] -> activation chain follows.
+    The activation module becomes ``Sequential(activation, POOL)`` when it is called once; a function call or
+    a module called several times (torchvision's shared ``relu``) gets POOL inserted after it in the fx graph."""
+    assert rule.spec is not None
+    conv1 = to_dev(_conv_at_stride1(site, orig))
+    c = site.out_channels
+    down = to_dev(build_op(rule.spec, c, c, site.stride))
+    try:
+        ch = _act_chain(ana, site)
+        if ch.act in touched or (ch.node is not None and ch.node in touched):
+            raise _NoChain(f"{ch.act} is already changed by another site")
+        x = torch.zeros(in_shape)
+        w = next(conv1.parameters())
+        y = _run(conv1, x.to(device=w.device, dtype=w.dtype))
+        z = y
+        for path, m in [*ch.mids, (ch.act, ch.act_mod)]:
+            try:
+                z = _run(m, z)
+            except Exception as e:  # noqa: BLE001 - e.g. a LayerNorm over (C, H, W) tied to the strided size
+                raise _NoChain(
+                    f"{path} does not run at the full resolution {tuple(y.shape)} ({type(e).__name__})"
+                ) from None
+            if z.shape != y.shape:
+                raise _NoChain(f"{path} changes the full-resolution shape {tuple(y.shape)} to {tuple(z.shape)}")
+    except _NoChain as e:
+        module, fit = _fit(site, [conv1], down, in_shape, want, "replicate")
+        return _Plan(
+            site, rule, module, f"weights kept; fallback: {rule.spec} right after the conv, before its norm ({e})", fit,
+            warning=f"site {site.path}: Zhang's layout (downsampling after the activation) does not apply: {e}; "
+            f"falling back to {rule.spec} right after the conv, before the norm (the conv->conv(s=1)+{rule.spec} "
+            "placement) at this site",
+        )  # fmt: skip
+    seq, fit = _fit(site, [conv1], down, in_shape, want, "replicate")
+    tail = list(seq.children())[1:]  # [Fit,] down
+    post = tail[0] if len(tail) == 1 else nn.Sequential(*tail)
+    full = tuple(y.shape)
+    strided = ana.shapes[site.path][1]
+    assert strided is not None
+    cost_before = [(orig, in_shape), *((m, strided) for _, m in ch.mids), (ch.act_mod, strided)]
+    cost_after = [(conv1, in_shape), *((m, full) for _, m in ch.mids), (ch.act_mod, full), (post, full)]
+    mids = [p for p, m in ch.mids if not isinstance(m, nn.Identity)]
+    names = ", ".join(mids[:-1] + [f"{mids[-1]} and {ch.act}"]) if mids else ch.act
+    after = f"{_describe(conv1)}; {_describe(post)} after {ch.act}"
+    note = f"weights kept; Zhang's layout: {names} now at full resolution, then {_describe(post)}"
+    anc = {a for p in [site.path, *(p for p, _ in ch.mids)] for a in _ancestors(p)}
+    if ch.act_is_module:
+        anc -= set(_ancestors(ch.act))
+    resized = {site.path, *anc, *(p for p, _ in ch.mids)}
+    if ch.node is None:  # the activation module is called once: it becomes Sequential(activation, post)
+        wrap = nn.Sequential(copy.deepcopy(ch.act_mod), post)
+        wrap.training = ch.act_mod.training
+        return _Plan(
+            site, rule, conv1, note, fit, extra={ch.act: wrap}, extra_before={ch.act: ch.act_mod},
+            resized=tuple(sorted(resized)), cost_before=cost_before, cost_after=cost_after, after=after,
+        )  # fmt: skip
+    if ch.act_is_module:
+        resized.add(ch.act)
+    note += f" ({ch.why_graph}: {_describe(post)} is inserted after this call in the fx graph)"
+    return _Plan(
+        site, rule, conv1, note, fit, insert_after=ch.node, post=post, resized=tuple(sorted(resized)),
+        cost_before=cost_before, cost_after=cost_after, after=after,
+    )  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------- public
 def _select(ana: Analysis, policy: Policy) -> tuple[list[tuple[Site, Rule]], list[tuple[Site, str]], list[str]]:
     chosen, skipped, warns = [], [], []
@@ -729,13 +960,19 @@ def convert_detailed(
             continue
         touched.add(site.path)
         touched.update(p.extra)
+        if p.insert_after is not None:
+            touched.add(p.insert_after)
         plans.append(p)
 
-    needs_graph = any(p.site.via == "fx" for p in plans)
+    needs_graph = any(p.site.via == "fx" or p.insert_after is not None for p in plans)
     if needs_graph:
         new_model: nn.Module = _rewrite_graph(model, ana, plans)
+        why = ["functional sites changed"] if any(p.site.via == "fx" for p in plans) else []
+        inserted = [p.site.path for p in plans if p.insert_after is not None]
+        if inserted:
+            why.append(f"downsampling inserted after a functional or shared activation ({', '.join(inserted)})")
         warns.append(
-            f"functional sites changed: the result is a torch.fx GraphModule traced in "
+            f"{'; '.join(why)}: the result is a torch.fx GraphModule traced in "
             f"{'training' if model.training else 'eval'} mode (Python branches on self.training are fixed to it)"
         )
     else:
@@ -750,15 +987,19 @@ def convert_detailed(
     for p in plans:
         old = _original(ana, p.site)
         before_p = _count(old) + sum(_count(m) for m in p.extra_before.values())
-        after_p = _count(p.module) + sum(_count(m) for m in p.extra.values())
+        after_p = _count(p.module) + sum(_count(m) for m in p.extra.values()) + _count(p.post)
         in_shape = ana.shapes[p.site.path][0] if p.site.via == "module" else ana.node_shapes[p.site.path][0]
-        cost_in = (
+        cost_in: tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]] = (
             [(old, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra_before.items())],
             [(p.module, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra.items())],
         )
-        after = _describe(p.module) if p.module is not None else "removed"
+        if p.cost_before is not None and p.cost_after is not None:
+            cost_in = (p.cost_before, p.cost_after)
+        after = p.after or (_describe(p.module) if p.module is not None else "removed")
         if p.rule.action == REMOVE:
             after = "removed (stride -> " + ", ".join(p.extra) + ")"
+        if p.warning:
+            warns.append(p.warning)
         changes.append(
             Change(p.site, p.rule.text, after, before_p, after_p, p.init, p.fit, p.site.out_size,
                    _cost_inputs=cost_in)  # type: ignore[arg-type]
@@ -806,6 +1047,8 @@ def _rewrite_graph(model: nn.Module, ana: Analysis, plans: list[_Plan]) -> fx.Gr
             _set_module(gm, path, m)
         if p.site.via == "module":
             _set_module(gm, p.site.path, p.module if p.module is not None else nn.Identity())
+            if p.insert_after is not None and p.post is not None:
+                _insert_after(gm, nodes[p.insert_after], p.post)
             continue
         node = nodes[p.site.path]
         name = f"ps_{node.name}"
@@ -817,6 +1060,15 @@ def _rewrite_graph(model: nn.Module, ana: Analysis, plans: list[_Plan]) -> fx.Gr
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _insert_after(gm: fx.GraphModule, node: fx.Node, module: nn.Module) -> None:
+    """Insert ``module`` after ``node``; every other user of ``node`` reads the module's output instead."""
+    name = f"ps_{node.name}"
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_after(node):
+        new = gm.graph.call_module(name, (node,))
+    node.replace_all_uses_with(new, delete_user_cb=lambda user: user is not new)
 
 
 def _check_shapes(ana: Analysis, new_model: nn.Module, plans: list[_Plan]) -> float | None:
@@ -839,6 +1091,8 @@ def _check_shapes(ana: Analysis, new_model: nn.Module, plans: list[_Plan]) -> fl
             inside.update(moved)
             inside.update(a for m in moved for a in _ancestors(m))
             inside.difference_update(_ancestors(p.site.path))
+    for p in plans:  # Zhang's layout: the conv's norm/activation (and wrappers ending there) run at full resolution
+        inside.update(p.resized)
 
     def replaced(path: str) -> bool:
         return (

@@ -16,9 +16,19 @@ Targets (the right-hand side reuses the operator spec language, :func:`poolstrid
 ``max->max(s=1)+blur(size=N)``                  the pool runs at stride 1, then a binomial blur
                                                 subsamples (MaxBlurPool, Zhang 2019); likewise
                                                 ``avg->avg(s=1)+blur``, ``pool->pool(s=1)+blur``
-``conv->conv(s=1)+POOL``                        the strided conv runs at stride 1 (same weights),
-                                                then POOL downsamples: ``max``, ``avg``, ``max(k=3)``,
-                                                ``blur(size=4)`` (ConvBlurPool, Zhang 2019)...
+``conv->conv(s=1)+act+blur(size=N)``            Zhang 2019's anti-aliased strided conv: the conv runs
+                                                at stride 1 (same weights), the norm and activation
+                                                after it run at full resolution, then the blur
+                                                subsamples after the activation (conv -> BN -> ReLU
+                                                -> BlurPool); ``+act+max``, ``+act+avg`` likewise.
+                                                A site without a conv -> [norm] -> activation chain
+                                                falls back to ``conv->conv(s=1)+POOL``, with a warning
+``conv->conv(s=1)+POOL``                        the strided conv runs at stride 1 (same weights), then
+                                                POOL downsamples right after it, before the norm:
+                                                ``max``, ``avg``, ``max(k=3)``, ``blur(size=N)``; with
+                                                ``blur`` this is a fixed anti-aliasing filter folded
+                                                into the conv (a larger strided conv), not Zhang's
+                                                layout
 ``conv->SPEC``                                  the conv becomes a fresh operator SPEC (``s2d``...)
 ``stem->...``                                   as ``conv->``, for the stem only
 ``shortcut->avg+1x1``                           ResNet-D: avg pool then the 1x1 conv at stride 1
@@ -53,7 +63,10 @@ VALID_FORMS = (
     "pool->SPEC (e.g. pool->conv(k=3), All-CNN; also max->SPEC, avg->SPEC)",
     "pool->remove+stride-prev (Strided-CNN)",
     "max->max(s=1)+blur(size=N) (MaxBlurPool; also avg->avg(s=1)+blur, pool->pool(s=1)+blur)",
-    "conv->conv(s=1)+POOL with POOL = max, avg, max(k=3), blur(size=N)... (stride 1 + pooling / ConvBlurPool)",
+    "conv->conv(s=1)+act+blur(size=N) (Zhang 2019's anti-aliased conv: conv at stride 1, its norm and "
+    "activation at full resolution, the blur after the activation; also +act+max, +act+avg)",
+    "conv->conv(s=1)+POOL with POOL = max, avg, max(k=3), blur(size=N)... (stride 1, then POOL right after "
+    "the conv, before its norm; +blur is a fixed filter folded into the conv, not Zhang's layout)",
     "conv->SPEC (e.g. conv->s2d)",
     "stem->... (as conv->, the stem only)",
     "shortcut->avg+1x1 (ResNet-D), shortcut->max+1x1, shortcut->blur+1x1",
@@ -62,6 +75,10 @@ VALID_FORMS = (
 
 #: rule actions
 OP, REMOVE, STRIDE1, SHORT = "op", "remove+stride-prev", "stride1+", "shortcut"
+#: the conv at stride 1, its norm + activation at full resolution, then ``spec`` after the activation (Zhang 2019)
+AFTER_ACT = "stride1+act+"
+#: the middle part of ``conv->conv(s=1)+act+POOL``
+ACT = "act"
 
 
 def _bad(msg: str) -> SpecError:
@@ -71,7 +88,9 @@ def _bad(msg: str) -> SpecError:
 @dataclass(frozen=True)
 class Rule:
     """One parsed rule. ``action`` is ``op`` (replace by ``spec``), ``remove+stride-prev``, ``stride1+``
-    (the original at stride 1, then ``spec`` downsamples) or ``shortcut`` (``form`` in SHORTCUT_TARGETS)."""
+    (the original at stride 1, then ``spec`` downsamples right after it), ``stride1+act+`` (a conv at stride
+    1, then ``spec`` downsamples after the activation that follows it: Zhang 2019) or ``shortcut`` (``form``
+    in SHORTCUT_TARGETS)."""
 
     source: str
     action: str
@@ -252,6 +271,17 @@ def _parse_rule_inner(text: str) -> Rule:
             raise _bad(f"{canon}: only pools can be removed")
         return Rule(src, REMOVE, None, "remove+stride-prev", f"{src}->remove+stride-prev")
     parts = _split_plus(tgt)
+    if len(parts) == 3:
+        if re.sub(r"\s+", "", parts[1].lower()) != ACT:
+            raise _bad(f"{canon}: the middle part of a three-part target must be {ACT!r} (the norm and activation "
+                       f"after the conv), e.g. conv->conv(s=1)+act+blur(size=4)")  # fmt: skip
+        if src not in ("conv", "stem"):
+            raise _bad(f"{canon}: '+act+' applies to strided convs (conv->, stem->) only")
+        m = _S1.match(parts[0].lower())
+        if not m or m.group(1) != "conv":
+            raise _bad(f"{canon}: the first part must be the conv at stride 1, conv(s=1)")
+        spec = _post_spec(parts[2])
+        return Rule(src, AFTER_ACT, spec, "", f"{src}->conv(s=1)+{ACT}+{spec}")
     if len(parts) == 2:
         m = _S1.match(parts[0].lower())
         if not m:
@@ -323,4 +353,4 @@ def parse_policy(
     return Policy(rules, sel, init)
 
 
-__all__ = ["INITS", "SOURCES", "VALID_FORMS", "Policy", "Rule", "Selector", "parse_policy"]
+__all__ = ["AFTER_ACT", "INITS", "SOURCES", "VALID_FORMS", "Policy", "Rule", "Selector", "parse_policy"]
