@@ -309,3 +309,29 @@ def test_jobs_match_one_process_and_status_sees_a_study_in_progress(tmp_path):
         proc.wait()
     st = status(slow)  # the killed process's lock is not "running" any more
     assert (st["running"], st["pending"]) == (0, 4)
+
+
+def test_replay_from_a_study_directory_and_provenance(npz_dataset, tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    args = ["compare", "--dataset", npz_dataset, "--variants", "max,pool->avg", "--seeds", "2", "--epochs", "1",
+            "--batch-size", "32", "--out", str(src)]  # fmt: skip
+    assert main(args) == 0
+    assert main(["compare", "--from", str(src), "--out", str(dst)]) == 0
+    capsys.readouterr()
+
+    def runs(d):
+        return sorted((r["variant"], r["seed"], r["acc"], r["loss"], r["shift_consistency"], r["init_sha256"])
+                      for r in (json.loads(p.read_text()) for p in d.rglob("result.json")))  # fmt: skip
+
+    assert len(runs(src)) == 4 and runs(src) == runs(dst)
+    prov = json.loads((dst / "study.json").read_text())["provenance"]
+    assert prov["command"].startswith("poolstride compare --from") or "from_study" in prov["command"]
+    assert prov["replay_of"] == str(src.resolve()) and prov["torch"] and prov["threads"] == 1
+    assert prov["autocast"] in ("bf16", "fp32")
+    s = json.loads((src / "study.json").read_text())
+    assert "overridden here: batch_size=32, epochs=1" in s["recipe"]["notes"]
+    assert "## Provenance" in (dst / "report" / "report.md").read_text()
+    assert main(["compare", "--from", str(src), "--out", str(tmp_path / "x"), "--seeds", "5"]) == 2
+    assert "drop --seeds" in capsys.readouterr().err
+    assert main(["compare", "--from", str(src)]) == 2
+    assert "needs --out" in capsys.readouterr().err

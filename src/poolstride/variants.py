@@ -670,6 +670,12 @@ def build(
     builtin = is_builtin(v.model)
     sd, recipe = (None, None)
     if v.weights:
+        want = v.weights.get("sha256")
+        if want and Path(v.weights["path"]).is_file() and sha256_file(v.weights["path"]) != want:
+            raise VariantError(
+                f"--weights {v.weights['path']} changed since this variant was recorded (sha256 {want[:12]}... "
+                "recorded); restore the file or start a new study"
+            )
         sd, recipe = read_weights(v.weights["path"])
     m, natural, notes, rec = _base(v, num_classes, c, use_num_classes=sd is None)
     size = tuple(int(x) for x in (input_size or natural))

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one stderr line and exit status 2, Ctrl-C into
     130 and SIGTERM into 143 (with the command that resumes)."""
     _signal["num"] = None
+    from ..study import provenance
+
+    provenance.set_cli_args(list(sys.argv[1:] if argv is None else argv))  # recorded as the study's command
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (an embedding application): keep its handlers
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:
+        provenance.set_cli_args(None)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

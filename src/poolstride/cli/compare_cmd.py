@@ -77,6 +77,11 @@ def compare_command(
         help="Worker processes for the runs: auto (the CPU cores, 1 per run thread) or N; per-run results are "
         "identical to --jobs 1 on a CPU.",
     ),
+    from_study: Path = typer.Option(
+        None,
+        "--from",
+        help="Replay the study recorded in this directory (model, variants, dataset, recipe, seeds) into --out.",
+    ),
     launcher: str = typer.Option(
         None,
         "--launcher",
@@ -99,6 +104,17 @@ def compare_command(
     """
     from ..study import compare
 
+    if from_study is not None:
+        given = [f"--{n}" for n, v, d in (
+            ("model", model, "tiny"), ("variants", variants, None), ("per-site", per_site, None),
+            ("weights", weights, None), ("seeds", seeds, "3"), ("epochs", epochs, None),
+            ("dataset", dataset, "textures"), ("recipe", recipe, "demo"), ("model-opt", model_opt or None, None),
+            ("batch-size", batch_size, None), ("lr", lr, None), ("amp", amp, None),
+        ) if v != d]  # fmt: skip
+        if given:
+            from ..errors import PoolstrideError
+
+            raise PoolstrideError(f"--from replays the recorded definition; drop {', '.join(given)}")
     t0 = time.perf_counter()
     with StudyProgress(enabled=not json_out, console=console) as prog:
         summ = compare(
@@ -123,6 +139,7 @@ def compare_command(
             jobs=jobs,
             launcher=launcher,
             slurm=slurm,
+            from_study=from_study,
             batch_size=batch_size,
             lr=lr,
             amp=amp,

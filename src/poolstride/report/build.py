@@ -205,6 +205,8 @@ def build(
             "seeds": study.seeds,
             "variants": study.variants,
             "created": study.meta.get("created"),
+            "provenance": study.meta.get("provenance"),
+            "model_notes": (study.meta.get("model_source") or {}).get("notes") or [],
         },
         "status": {
             "complete": study.complete,

@@ -192,6 +192,18 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     if data["notes"]:
         a('<h2 id="notes">Notes</h2><ul>' + "".join(f"<li>{e(n)}</li>" for n in data["notes"]) + "</ul>")
 
+    prov = (data.get("study") or {}).get("provenance")
+    if prov:
+        from .markdown import PROVENANCE_FIELDS
+
+        items = [f"<li>{e(label)}: <code>{e(str(prov[k]))}</code></li>" for k, label in PROVENANCE_FIELDS
+                 if prov.get(k) not in (None, "")]  # fmt: skip
+        rec = st.get("recipe") or {}
+        if rec:
+            items.append(f"<li>recipe as run: {e(str(rec.get('name')))} ({e(str(rec.get('notes') or ''))})</li>")
+        items += [f"<li>model: {e(n)}</li>" for n in st.get("model_notes") or []]
+        a('<h2 id="provenance">Provenance</h2><ul>' + "".join(items) + "</ul>")
+
     a(
         "<footer>"
         + e(

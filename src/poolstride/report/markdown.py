@@ -128,5 +128,43 @@ def render(data: dict[str, Any]) -> str:
         for n in data["notes"]:
             a(f"- {_text(n)}")
         a("")
+    for line in provenance_lines(data):
+        a(line)
     a(f"<sub>poolstride {data['poolstride']} · {data['schema']} · generated {data['generated']}</sub>")
     return "\n".join(out) + "\n"
+
+
+def provenance_lines(data: dict[str, Any]) -> list[str]:
+    """The study's provenance (how it was made, on what) as Markdown lines; empty for older studies."""
+    prov = (data.get("study") or {}).get("provenance")
+    if not prov:
+        return []
+    out = ["## Provenance", ""]
+    for key, label in PROVENANCE_FIELDS:
+        if prov.get(key) not in (None, ""):
+            v = prov[key]
+            out.append(f"- {label}: `{v}`" if key == "command" else f"- {label}: {_text(str(v))}")
+    rec = (data.get("study") or {}).get("recipe") or {}
+    if rec:
+        out.append(f"- recipe as run: {_text(str(rec.get('name')))} ({_text(str(rec.get('notes') or ''))})")
+    for n in (data.get("study") or {}).get("model_notes") or []:
+        out.append(f"- model: {_text(n)}")
+    out.append("")
+    return out
+
+
+PROVENANCE_FIELDS = (
+    ("command", "command"),
+    ("git_commit", "poolstride commit"),
+    ("poolstride", "poolstride"),
+    ("torch", "torch"),
+    ("cuda", "CUDA"),
+    ("cudnn", "cuDNN"),
+    ("device_name", "device"),
+    ("cpu", "CPU"),
+    ("cpu_count", "CPU cores"),
+    ("threads", "torch threads"),
+    ("autocast", "autocast"),
+    ("host", "host"),
+    ("replay_of", "replay of"),
+)

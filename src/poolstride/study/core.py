@@ -32,6 +32,7 @@ from ..errors import PoolstrideError, SpecError
 from ..train import io as tio
 from ..train.data import DeviceData, check_fits, load_dataset
 from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
+from ..train.evaluate import uses_bf16
 from ..train.recipe import Recipe, get_recipe
 from ..variants import (
     DEFAULT,
@@ -47,6 +48,7 @@ from ..variants import (
     unique,
     weights_record,
 )
+from . import provenance
 from .workers import resolve_jobs, run_parallel
 
 SCHEMA = "poolstride.study/1"
@@ -65,12 +67,16 @@ class StudyError(PoolstrideError):
 
 
 def make_variants(
-    model: str, variants: str | Sequence[str] | None = None, model_kwargs: Mapping[str, Any] | None = None
+    model: str, variants: str | Sequence[str | Variant] | None = None, model_kwargs: Mapping[str, Any] | None = None
 ) -> list[Variant]:
     """Variants from a comma list (or a sequence) of ``--variants`` entries: see :mod:`poolstride.variants`
-    (``default``, an operator spec, ``allcnn-c:strided``, a surgery policy, each optionally ``NAME=``)."""
+    (``default``, an operator spec, ``allcnn-c:strided``, a surgery policy, each optionally ``NAME=``), or a
+    sequence of :class:`Variant` records (a replayed study)."""
+    if variants and not isinstance(variants, str) and all(isinstance(v, Variant) for v in variants):
+        return unique([v for v in variants if isinstance(v, Variant)])
+    entries: str | list[str] = variants if isinstance(variants, str) else [str(v) for v in variants or []]
     try:
-        return parse_variants(model, variants if variants else DEFAULT_VARIANTS, model_kwargs)
+        return parse_variants(model, entries if entries else DEFAULT_VARIANTS, model_kwargs)
     except SpecError as e:
         if "unbalanced" in str(e) or "empty entry" in str(e) or "given twice" in str(e):
             raise StudyError(str(e)) from None
@@ -416,6 +422,7 @@ def compare(
     jobs: int | str | None = "auto",
     launcher: str | None = None,
     slurm: str | Mapping[str, Any] | None = None,
+    from_study: str | Path | None = None,
     **recipe_overrides: Any,
 ) -> StudyResult:
     """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md) as a
@@ -430,7 +437,8 @@ def compare(
     thread per run unless ``threads`` says more; per-run results are identical to ``jobs=1`` on a CPU).
     ``launcher``: ``slurm`` (or ``local``) submits ``jobs`` array tasks through submitit, each running a shard of
     this study directory, and returns at once (``.jobs`` holds the submitit jobs); ``slurm``: sbatch parameters
-    (``"partition=gpu,gpus_per_task=1,time=60"``), passed through.
+    (``"partition=gpu,gpus_per_task=1,time=60"``), passed through. ``from_study``: replay the study recorded in
+    that directory (model, variant records, dataset, recipe, seeds) into ``out``, a new directory.
 
     With every argument left at its default this is the default study: the tiny demo net on the embedded
     ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
@@ -448,9 +456,14 @@ def compare(
             return compare(
                 model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
                 report, retry_failed, threads, model_options, weights, per_site, False, jobs, launcher, slurm,
-                **recipe_overrides,
+                from_study, **recipe_overrides,
             )  # fmt: skip
     cb = callback or (lambda event, **kw: None)
+    call = _python_call(model, variants, seeds, dataset, recipe, per_site, weights, recipe_overrides, epochs)
+    if from_study is not None:
+        model, variants, seeds, dataset, recipe, data_dir = _replay(from_study, out, data_dir)
+        weights, per_site, model_options, epochs, recipe_overrides = None, None, None, None, {}
+        call = f"poolstride.compare(from_study={str(from_study)!r}, out={str(out)!r})"
     shard_t = parse_shard(shard)
     set_threads(threads)
     overrides = {k: v for k, v in recipe_overrides.items() if v is not None}
@@ -471,7 +484,9 @@ def compare(
         vlist = make_variants(model_str, DEFAULT, model_options)
     else:
         vlist = make_variants(model_str, variants, model_options)
-    vlist = [dataclasses.replace(v, obj=obj if v.model == model_str else None, weights=wrec) for v in vlist]
+    vlist = [
+        dataclasses.replace(v, obj=obj if v.model == model_str else None, weights=wrec or v.weights) for v in vlist
+    ]
     seed_list = parse_seeds(seeds)
     ds = load_dataset(dataset, data_dir, download=download)
     check_fits(ds, rec.train_subset, rec.batch_size)
@@ -515,6 +530,11 @@ def compare(
             "weights": wrec,
             "per_site": per_site,
             "notes": info_lines,
+        },
+        "provenance": {
+            **provenance.record(dev, "bf16" if uses_bf16(dev, rec.amp) else "fp32", torch.get_num_threads(), call),
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+            "replay_of": None if from_study is None else str(Path(from_study).resolve()),
         },
         "created": _now(),
         "poolstride": __version__,
@@ -568,6 +588,50 @@ def compare(
     summ["decision"] = _decision(out_dir, summ)
     cb("study_end", summary=summ)
     return summ
+
+
+def _python_call(
+    model: Any,
+    variants: Any,
+    seeds: Any,
+    dataset: Any,
+    recipe: Any,
+    per_site: Any,
+    weights: Any,
+    overrides: Mapping[str, Any],
+    epochs: Any,
+) -> str:
+    """The Python call that made a study (recorded when compare() is not run from the CLI)."""
+    parts = [f"model={model if isinstance(model, str) else type(model).__name__!r}"]
+    for k, v in (("variants", variants), ("seeds", seeds), ("per_site", per_site), ("weights", weights),
+                 ("epochs", epochs)):  # fmt: skip
+        if v is not None:
+            parts.append(f"{k}={v!r}")
+    parts.append(f"dataset={dataset if isinstance(dataset, str) else getattr(dataset, 'name', 'dataset')!r}")
+    parts.append(f"recipe={recipe if isinstance(recipe, str) else getattr(recipe, 'name', '?')!r}")
+    parts += [f"{k}={v!r}" for k, v in overrides.items() if v is not None]
+    return f"poolstride.compare({', '.join(parts)})"
+
+
+def _replay(src: str | Path, out: Any, data_dir: str | None) -> tuple[Any, ...]:
+    """(model, variants, seeds, dataset, recipe, data_dir) of the study recorded in ``src``."""
+    sd = Path(src)
+    try:
+        old = json.loads((sd / "study.json").read_text())
+    except FileNotFoundError:
+        raise StudyError(f"--from {src}: not a study directory (no study.json)") from None
+    except (OSError, ValueError) as e:
+        raise StudyError(f"--from {src}: study.json is unreadable ({e})") from None
+    if out is None:
+        raise StudyError("--from needs --out: a replay goes into a new directory")
+    if Path(out).resolve() == sd.resolve():
+        raise StudyError("--out is the study being replayed; give a new directory")
+    if str(old.get("model", "")).startswith(PYTHON_PREFIX) or old.get("dataset") == "dataset":
+        raise StudyError(f"--from {src}: the study was made from Python objects; replay it from Python")
+    rec = Recipe.from_dict(old["recipe"])
+    prov = old.get("provenance") or {}
+    return (old["model"], [Variant.from_dict(v) for v in old["variants"]], old["seeds"], old["dataset"], rec,
+            data_dir or prov.get("data_dir"))  # fmt: skip
 
 
 def _launcher_args(

@@ -190,4 +190,10 @@ def get_recipe(name: str | Recipe = "fast", **overrides: Any) -> Recipe:
         # keep the step schedule's shape when the run is shortened or lengthened
         scale = changes["epochs"] / base.epochs
         changes["milestones"] = tuple(max(1, round(m * scale)) for m in base.milestones)
-    return base.replace(**changes) if changes else base
+    if not changes:
+        return base
+    changed = {k: v for k, v in changes.items() if k != "notes" and getattr(base, k, None) != v}
+    if changed and "notes" not in changes:  # the note describes the recipe as run, not as defined
+        said = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in changed.items())
+        changes["notes"] = (base.notes + "; " if base.notes else "") + f"overridden here: {said}"
+    return base.replace(**changes)
