@@ -12,8 +12,10 @@ from torch import nn
 
 from ..ops.registry import Downsample
 from .counting import classify, first_tensor_in, inner_macs
-from .graph import Ref, Step, TMeta, capture
-from .rf import RF, merge
+from .graph import Ref, TMeta, capture
+from .layout import Layout, to_map
+from .rf import RF
+from .track import State, Tracker, has_tensor, kind_of
 
 SCHEMA_VERSION = 1
 
@@ -22,8 +24,11 @@ CONVENTIONS = (
     "(max k^2-1, avg k^2 per output), operator other_ops, BN/norm, activation, add/mul, bias: 1 per element; "
     "views, concat and padding are free; training step = forward + backward, backward = grad-weight MACs "
     "(trainable layers) + grad-input MACs (layers whose input needs a gradient; not the first layer), "
-    "backward other ops = forward other ops; activation bytes = sum of all non-view outputs (upper bound "
-    "on what autograd keeps)"
+    "backward other ops = forward other ops; activation bytes = sum of all non-view outputs, plus the tensors a "
+    "registered operator allocates inside (e.g. convpool's stride-1 conv map, blur's stride-1 max map and its "
+    "padded copy; upper bound on what autograd keeps, int64 max-pool indices not counted); receptive field: "
+    "None where it cannot be followed (a warning names the node), rf_global also for maps gated by a global "
+    "input (squeeze-and-excitation), whose rf is the conv path"
 )
 
 
@@ -115,10 +120,6 @@ def _site_info(model: nn.Module, path: str | None, cache: dict[str, dict[str, An
     return cache[path]
 
 
-def _tensor_parents(step: Step, steps: Sequence[Step]) -> list[int]:
-    return [p for p in step.parents if isinstance(steps[p].out, (TMeta, tuple, list))]
-
-
 def _fmt_pair(p: tuple[float, float]) -> list[float]:
     return [float(p[0]), float(p[1])]
 
@@ -150,90 +151,49 @@ def inspect(
     cap = capture(model, (batch, c, h, w))
     steps = cap.steps
     notes = list(cap.warnings)
-    rfs: dict[int, RF | None] = {}
+    tracker = Tracker(steps, (h, w), cap.method == "module-walk")
     grads: dict[int, bool] = {}
     layers: list[Layer] = []
     misaligned: list[dict[str, Any]] = []
     uncounted: dict[str, int] = {}
-    guessed: list[str] = []
+    unknown_from: list[str] = []
     site_cache: dict[str, dict[str, Any]] = {}
-    view_origin: dict[int, int] = {}  # view step -> the 4-D map it is a view of
-    global_ops: list[int] = []  # rows of registered operators with a global geometry (spectral...)
-    in_hw = (h, w)
-    walk = cap.method == "module-walk"
+    global_ops: list[int] = []  # global feature maps (spectral operators, convs on their output...)
+    maps: list[tuple[int, State]] = []  # rows that are N x C x H x W maps (or unknown ones): the model's RF
 
     for step in steps:
         if step.kind == "input":
-            rfs[step.index] = RF()
+            tracker.input(step)
             grads[step.index] = False
             continue
         if step.kind == "attr":
-            rfs[step.index] = None
+            tracker.constant(step)
             grads[step.index] = any(p.requires_grad for p in _attr_params(model, str(step.target)))
             continue
         rule = classify(step, steps)
-        tparents = _tensor_parents(step, steps)
-        if rule.first_only:
-            tparents = tparents[:1]
-        prf: list[RF] = [r for p in tparents if (r := rfs.get(p)) is not None]
         tin = first_tensor_in(step, steps)
         out = step.out
         # receptive field
-        broadcast: list[bool] = []
-        if isinstance(out, TMeta) and out.spatial:
-            for p in tparents:
-                if rfs.get(p) is None:
-                    continue
-                po = steps[p].out
-                broadcast.append(isinstance(po, TMeta) and po.spatial and po.hw == (1, 1) and out.hw != (1, 1))
-        else:
-            broadcast = [False] * len(prf)
-        problem = None
-        if prf:
-            base, problem = merge(prf, broadcast)
-        else:
-            base = RF()
-        if problem and (rule.merge or len(prf) > 1):
-            misaligned.append({"layer": step.name, "problem": problem})
-        geo = rule.geometry
-        if not isinstance(out, (TMeta, tuple, list)):
-            rf: RF | None = None
-        elif isinstance(out, TMeta) and not out.spatial:
-            rf = base.make_global(in_hw) if not base.glob else base
-        elif geo == "global":
-            scale = (
-                (tin.hw[0] / out.hw[0], tin.hw[1] / out.hw[1])
-                if tin is not None and tin.spatial and isinstance(out, TMeta)
-                else (1.0, 1.0)
+        parents = [p for p in step.parents if has_tensor(steps[p].out)]
+        if rule.first_only:
+            parents = parents[:1]
+        tr = tracker.step(step, rule, parents)
+        state = tr.state
+        rf = _shown(state, out)
+        if tr.problem:
+            misaligned.append({"layer": step.name, "problem": tr.problem})
+        if tr.reason:
+            unknown_from.append(
+                f"receptive field unknown from {step.name} ({step.target_name}): {tr.reason}; it and every value "
+                "computed from it report no receptive field (None)"
             )
-            rf = base.make_global(in_hw, scale)
-        elif geo == "guess":
-            rf = base
-            if isinstance(out, TMeta) and out.spatial and tin is not None and tin.spatial and tin.hw != out.hw:
-                sh, sw = tin.hw[0] / out.hw[0], tin.hw[1] / out.hw[1]
-                rf = base.stages([(sh, sh, 0.0)], [(sw, sw, 0.0)])
-                guessed.append(step.name)
-        elif geo is None:
-            rf = base
-        else:
-            assert not isinstance(geo, str)
-            hs, ws = geo
-            rf = base.stages(hs, ws)
+        if isinstance(out, TMeta) and out.spatial and (state.unknown or _is_map(state)):
+            maps.append((len(layers), state))
         if (
-            walk
-            and isinstance(out, TMeta)
-            and out.spatial
-            and tin is not None
-            and tin.spatial
-            and geo is None
-            and tin.hw != out.hw
-        ):
-            guessed.append(step.name)
-        if rule.view and tparents:
-            rf = _through_views(step, tparents[0], rf, steps, rfs, view_origin)
-        if geo == "global" and isinstance(step.target, Downsample):
-            global_ops.append(len(layers))
-        rfs[step.index] = rf
+            isinstance(out, TMeta) and out.spatial and out.hw != (1, 1) and state.rf is not None and state.rf.glob
+            and kind_of(step) == "spatial" and not rule.view
+        ):  # fmt: skip
+            global_ops.append(len(layers))  # a global feature map: a spectral operator, a conv on its output...
         # cost
         macs, bias = inner_macs(step.inner)
         macs += rule.matmul_macs
@@ -257,7 +217,9 @@ def inspect(
             isinstance(out, TMeta) and out.spatial and tin is not None and tin.spatial
             and (out.hw[0] < tin.hw[0] or out.hw[1] < tin.hw[1])
         )  # fmt: skip
+        # activations: the output, and what a registered operator allocates inside (its stride-1 maps)
         act = out.nbytes if isinstance(out, TMeta) and not rule.view else 0
+        act += sum(t.nbytes for t in step.temps)
         layers.append(
             Layer(
                 name=step.name,
@@ -274,30 +236,49 @@ def inspect(
                 rf=_fmt_pair(rf.size) if rf is not None else None,
                 jump=_fmt_pair(rf.jump) if rf is not None else None,
                 center=_fmt_pair(rf.center) if rf is not None else None,
-                rf_global=bool(rf is not None and rf.glob),
+                rf_global=bool(rf is not None and (rf.glob or rf.context)),
                 downsample=down,
                 site=_site_info(model, step.site, site_cache),
                 view=rule.view or not isinstance(out, TMeta),
                 note="; ".join(
-                    x for x in (rule.note, problem if (problem and (rule.merge or len(prf) > 1)) else "") if x
+                    x
+                    for x in (rule.note, tr.note, tr.problem or "", f"RF unknown: {tr.reason}" if tr.reason else "")
+                    if x
                 ),
             )
         )
     for mis in misaligned:
         notes.append(f"misaligned branches at {mis['layer']}: {mis['problem']}")
+    for msg in unknown_from:
+        notes.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
     if uncounted:
         notes.append(
-            "ops with no counting rule (0 ops, RF unchanged unless the size changed): "
-            + ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
+            "ops with no counting rule (0 ops): " + ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
         )
-    if guessed:
-        notes.append(
-            "geometry guessed from shapes (kernel = stride = in/out) for: "
-            + ", ".join(guessed[:8])
-            + (" ..." if len(guessed) > 8 else "")
-        )
-    totals = _totals(model, layers, global_ops, misaligned, batch, c, h, w)
+    totals = _totals(model, layers, global_ops, maps, misaligned, batch, c, h, w)
     return Report(name or type(model).__name__, (c, h, w), batch, cap.method, cap.execution, layers, totals, notes)
+
+
+def _is_map(state: State) -> bool:
+    """A non-global value whose dimensions 2 and 3 are the source map's spatial axes."""
+    rf, lay = state.rf, state.layout
+    return rf is not None and not rf.glob and isinstance(lay, Layout) and to_map(lay, rf) is not None
+
+
+def _shown(state: State, out: Any) -> RF | None:
+    """The field reported for a row: as a map when the value is one (H and W where a map has them; a
+    transposed or space-to-depth view is read as such), else the field of each element (a view keeps every
+    element's field); ``None`` for constants, unknown fields and positions regrouped beyond tracking."""
+    rf, lay = state.rf, state.layout
+    if rf is None or rf.glob:
+        return rf
+    if isinstance(lay, Layout):
+        if lay.mixed:
+            return None
+        if isinstance(out, TMeta) and out.spatial:
+            return to_map(lay, rf) or rf
+    return rf
 
 
 def _attr_params(model: nn.Module, target: str) -> list[torch.Tensor]:
@@ -308,34 +289,11 @@ def _attr_params(model: nn.Module, target: str) -> list[torch.Tensor]:
         return []
 
 
-def _through_views(
-    step: Step, parent: int, rf: RF | None, steps: Sequence[Step], rfs: dict[int, RF | None], origin: dict[int, int]
-) -> RF | None:
-    """Views (reshape, permute...) keep the receptive field of the 4-D map they come from. A chain of views
-    that leaves 4-D and returns with H and W divided by (fh, fw) and C multiplied by fh*fw is a
-    space-to-depth (e.g. timm's SpaceToDepth): kernel = stride = the factor, from that map's field."""
-    o = origin.get(parent, parent)
-    src = steps[o].out
-    src_rf = rfs.get(o)
-    if not (isinstance(src, TMeta) and src.spatial and src_rf is not None and not src_rf.glob):
-        return rf
-    origin[step.index] = o
-    out = step.out
-    if not (isinstance(out, TMeta) and out.spatial and rf is not None and rf.glob and out.numel == src.numel):
-        return rf
-    (c0, h0, w0), (c1, h1, w1) = src.shape[1:], out.shape[1:]
-    if (c0, h0, w0) == (c1, h1, w1):
-        return src_rf
-    if h1 and w1 and h0 % h1 == 0 and w0 % w1 == 0 and c1 == c0 * (h0 // h1) * (w0 // w1):
-        fh, fw = float(h0 // h1), float(w0 // w1)
-        return src_rf.stages([(fh, fh, 0.0)], [(fw, fw, 0.0)])
-    return rf
-
-
 def _totals(
     model: nn.Module,
     layers: list[Layer],
     global_ops: list[int],
+    maps: list[tuple[int, State]],
     misaligned: list[dict[str, Any]],
     batch: int,
     c: int,
@@ -351,18 +309,19 @@ def _totals(
     for layer in layers:
         if layer.other_ops:
             by_kind[layer.other_kind or "other"] = by_kind.get(layer.other_kind or "other", 0) + layer.other_ops
-    # the final receptive field: that of the last spatial feature map (the one that feeds the head), i.e. the
-    # the final receptive field: that of the last non-global 4-D feature map (the one that feeds the head);
-    # if a registered operator with a global geometry (spectral pooling) comes after it, the whole input
-    last = max(
-        (i for i, layer in enumerate(layers)
-         if layer.shape is not None and len(layer.shape) == 4 and layer.rf is not None and not layer.rf_global),
-        default=None,
-    )  # fmt: skip
+    # the final receptive field: that of the last N x C x H x W feature map that is not global (the one that feeds
+    # the head); if a global feature map comes after it (a spectral operator's output, a conv on it), the whole
+    # input, at the last such map. A map gated by a global input (squeeze-and-excitation) keeps its conv-path
+    # field with rf_global set; an unknown field stays unknown (None).
+    last, state = maps[-1] if maps else (None, None)
     final = layers[last] if last is not None else None
-    rf_global = final is None or any(g > last for g in global_ops)  # type: ignore[operator]
-    if final is not None and not rf_global:
-        rf, jump, center = final.rf or [1.0, 1.0], final.jump or [1.0, 1.0], final.center or [0.0, 0.0]
+    after_global = last is None or any(g > last for g in global_ops)
+    rf_global = after_global or bool(state is not None and state.rf is not None and state.rf.context)
+    rf: list[float] | None
+    jump: list[float] | None
+    center: list[float] | None
+    if final is not None and not after_global:
+        rf, jump, center = final.rf, final.jump, final.center
     else:
         g = layers[global_ops[-1]] if global_ops else None
         final = g or final
@@ -386,9 +345,9 @@ def _totals(
             "flops": 2 * (macs + bwd),
             "other_ops": 2 * other,
         },
-        "rf": max(rf),
+        "rf": max(rf) if rf is not None else None,
         "rf_hw": rf,
-        "jump": max(jump),
+        "jump": max(jump) if jump is not None else None,
         "jump_hw": jump,
         "center": center,
         "rf_layer": final.name if final is not None else None,

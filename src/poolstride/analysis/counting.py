@@ -153,7 +153,10 @@ def _downsample_stages(op: Downsample) -> tuple[list[Stage], list[Stage]] | str:
     return stages, list(stages)
 
 
-def _getitem_stages(idx: Any, ndim: int) -> tuple[list[Stage], list[Stage]] | None:
+def _getitem_stages(idx: Any, ndim: int, shape: Sequence[int] | None = None) -> tuple[list[Stage], list[Stage]] | None:
+    """Stages of a slice ``x[..., a::s, b::t]`` along H and W (kernel 1, stride = the step, padding = -start);
+    ``None`` when the index cannot be followed (a tensor index, a negative step, a negative start with no
+    ``shape`` to resolve it)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
     if any(isinstance(i, Ref) for i in idx):
@@ -170,9 +173,13 @@ def _getitem_stages(idx: Any, ndim: int) -> tuple[list[Stage], list[Stage]] | No
     for a, dim in enumerate((2, 3)):
         sl = items[dim] if dim < len(items) else slice(None)
         if isinstance(sl, slice):
+            if any(isinstance(v, Ref) for v in (sl.start, sl.step)):
+                return None
             start = sl.start or 0
             step = sl.step or 1
-            if start < 0:
+            if start < 0 and shape is not None and dim < len(shape):
+                start = max(start + shape[dim], 0)
+            if start < 0 or step < 1:
                 return None
             if start or step != 1:
                 res[a].append((1.0, float(step), float(-start)))

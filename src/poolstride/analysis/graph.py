@@ -7,7 +7,10 @@ compute, no memory) that records each node's output shape. If the trace fails (d
 order, with a visible warning (functional ops between modules are then invisible).
 
 Conv/linear modules *inside* a leaf are seen through global forward hooks, so a leaf operator's own convs
-are counted while its non-conv work comes from its declared ``other_ops``.
+are counted while its non-conv work comes from its declared ``other_ops``. The tensors a registered operator
+allocates besides its output (convpool's stride-1 conv map, blur's stride-1 max map and its padded copy) are
+recorded too (``Step.temps``), through a torch-function mode active while the operator runs (in the
+module-order walk, while any operator of the model runs).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from ..ops.registry import Downsample
 
@@ -92,6 +96,8 @@ class Step:
     site: str | None = None  # path of the enclosing DownsampleSite, if any
     inner: list[Inner] = field(default_factory=list)
     module_path: str = ""
+    temps: list[TMeta] = field(default_factory=list)  # tensors allocated inside a leaf operator, besides its output
+    inp: Any = None  # module-walk only: the summary of the input the module really received
 
     @property
     def target_name(self) -> str:
@@ -166,6 +172,68 @@ def _capture_inner(sink: Callable[[Inner], None], model: nn.Module) -> Iterator[
         h.remove()
 
 
+def _tensors(v: Any) -> Iterator[torch.Tensor]:
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            yield from _tensors(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _tensors(x)
+
+
+class _Allocations(TorchFunctionMode):
+    """Records the tensors that torch functions return while a registered operator runs (``depth > 0``),
+    unless they are views, parameters or one of the call's own arguments (in-place ops, no-op ``.to()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.found: list[torch.Tensor] = []  # kept alive until read, so that ids stay unique
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.depth > 0 and getattr(func, "__name__", "") != "__get__":
+            given = {id(t) for t in _tensors((args, kwargs))}
+            for t in _tensors(out):
+                if id(t) in given or isinstance(t, nn.Parameter) or t._is_view() or any(t is f for f in self.found):
+                    continue
+                self.found.append(t)
+        return out
+
+
+@contextlib.contextmanager
+def _operator_allocations(model: nn.Module, sink: Callable[[nn.Module, list[TMeta]], None]) -> Iterator[_Allocations]:
+    """Calls ``sink(operator, temps)`` when a registered operator of ``model`` (the outermost one, if nested)
+    returns: ``temps`` are the tensors it allocated besides its output (see :class:`_Allocations`)."""
+    mine = {id(m) for m in model.modules() if isinstance(m, Downsample)}
+    mode = _Allocations()
+
+    def pre(mod: nn.Module, inp: Any) -> None:
+        if id(mod) in mine:
+            mode.depth += 1
+
+    def post(mod: nn.Module, inp: Any, out: Any) -> None:
+        if id(mod) not in mine or mode.depth == 0:
+            return
+        mode.depth -= 1
+        if mode.depth == 0:
+            result = {id(t) for t in _tensors(out)}
+            temps = [summarise(t) for t in mode.found if id(t) not in result]
+            mode.found.clear()
+            sink(mod, temps)
+
+    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+    h2 = nn.modules.module.register_module_forward_hook(post)
+    try:
+        with mode:
+            yield mode
+    finally:
+        h1.remove()
+        h2.remove()
+
+
 def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for n, p in model.named_parameters(remove_duplicate=False):
@@ -187,7 +255,9 @@ class _Recorder(fx.Interpreter):
         super().__init__(gm, garbage_collect_values=True)
         self.values: dict[fx.Node, Any] = {}
         self.inner: dict[fx.Node, list[Inner]] = {}
+        self.temps: dict[fx.Node, list[TMeta]] = {}
         self._cur: list[Inner] | None = None
+        self._temps: list[TMeta] | None = None
 
     def sink(self, i: Inner) -> None:
         if self._cur is not None:
@@ -196,18 +266,29 @@ class _Recorder(fx.Interpreter):
     def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
         # shape-preserving layers need not run: their output has the shape of their input (and batch norm on
         # meta tensors goes through slow Python decompositions)
-        if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):
-            mod = self.fetch_attr(target)
-            if isinstance(mod, _SHAPE_KEEPING):
-                return args[0]
+        mod = self.fetch_attr(target)
+        if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor) and isinstance(mod, _SHAPE_KEEPING):
+            return args[0]
+        if isinstance(mod, Downsample):  # a registered operator: record what it allocates besides its output
+            with _Allocations() as mode:
+                mode.depth = 1
+                result = super().call_module(target, args, kwargs)
+            if self._temps is not None:
+                done = {id(t) for t in _tensors(result)}
+                self._temps.extend(summarise(t) for t in mode.found if id(t) not in done)
+            return result
         return super().call_module(target, args, kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
         self._cur = []
+        self._temps = []
         result = super().run_node(n)
         if self._cur:
             self.inner[n] = self._cur
+        if self._temps:
+            self.temps[n] = self._temps
         self._cur = None
+        self._temps = None
         self.values[n] = summarise(result)
         return result
 
@@ -319,6 +400,7 @@ def _steps_from_graph(gm: fx.GraphModule, rec: _Recorder, sites: set[str]) -> li
             site=_innermost_site(paths, sites),
             inner=rec.inner.get(n, []),
             module_path=mpath,
+            temps=rec.temps.get(n, []),
         )
         index[n] = step.index
         steps.append(step)
@@ -333,9 +415,13 @@ def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], s
     """Fallback: leaf modules in call order, chained."""
     names = {id(m): n for n, m in model.named_modules()}
     sites = _site_paths(model)
-    calls: list[tuple[nn.Module, Any, Any, list[Inner]]] = []
+    calls: list[tuple[nn.Module, Any, Any, list[Inner], list[TMeta]]] = []
     depth = [0]
     inner_stack: list[list[Inner]] = []
+    temps: dict[int, list[TMeta]] = {}
+
+    def sink_temps(op: nn.Module, found: list[TMeta]) -> None:
+        temps[id(op)] = found
 
     def pre(mod: nn.Module, inp: Any) -> None:
         if id(mod) not in names:
@@ -353,28 +439,35 @@ def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], s
                 inner_stack[-1].append(Inner(mod, summarise(inp[0]), summarise(out)))
             depth[0] -= 1
             if depth[0] == 0:
-                calls.append((mod, summarise(inp[0]) if inp else None, summarise(out), inner_stack.pop()))
+                calls.append(
+                    (mod, summarise(inp[0]) if inp else None, summarise(out), inner_stack.pop(), temps.pop(id(mod), []))
+                )
 
-    h1 = nn.modules.module.register_module_forward_pre_hook(pre)
-    h2 = nn.modules.module.register_module_forward_hook(post)
     execution = "meta"
-    try:
+    # the allocation hooks are registered first, so they run before ``post`` when an operator returns
+    with _operator_allocations(model, sink_temps) as mode:
+        h1 = nn.modules.module.register_module_forward_pre_hook(pre)
+        h2 = nn.modules.module.register_module_forward_hook(post)
         try:
-            state = _meta_state(model)
-            with torch.no_grad():
-                functional_call(model, state, (torch.empty(input_shape, device="meta"),), strict=False)
-        except Exception:  # noqa: BLE001
-            calls.clear()
-            depth[0] = 0
-            inner_stack.clear()
-            execution = "real"
-            with torch.no_grad():
-                model(torch.zeros(input_shape, device=_device(model)))
-    finally:
-        h1.remove()
-        h2.remove()
+            try:
+                state = _meta_state(model)
+                with torch.no_grad():
+                    functional_call(model, state, (torch.empty(input_shape, device="meta"),), strict=False)
+            except Exception:  # noqa: BLE001
+                calls.clear()
+                depth[0] = 0
+                inner_stack.clear()
+                temps.clear()
+                mode.depth = 0
+                mode.found.clear()
+                execution = "real"
+                with torch.no_grad():
+                    model(torch.zeros(input_shape, device=_device(model)))
+        finally:
+            h1.remove()
+            h2.remove()
     steps = [Step(0, "input", "input", "x", (), {}, [], TMeta(tuple(input_shape), torch.float32, 4))]
-    for mod, _inp, out, inner in calls:
+    for mod, inp, out, inner, found in calls:
         path = names.get(id(mod), type(mod).__name__)
         prev = steps[-1].index
         steps.append(
@@ -391,6 +484,8 @@ def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], s
                 site=_innermost_site([path], sites),
                 inner=inner,
                 module_path=path,
+                temps=found,
+                inp=inp,
             )
         )
     return steps, execution
