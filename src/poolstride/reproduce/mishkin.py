@@ -1,8 +1,9 @@
 """``mishkin-pooling`` (optional): the pooling comparison of Mishkin et al.'s CaffeNet benchmark, at CIFAR scale.
 
 Mishkin, Sergievskiy & Matas (2017) trained CaffeNet on 128-px ImageNet with each pooling type (top-1):
-max 47.1, avg 43.5, stochastic 43.8, max + avg 48.3, no pooling with strided convs 47.2. Here the same arms are
-placed at the two 3x3/2 pooling sites of All-CNN-C (default; ``model`` = any built-in with pool sites):
+max 47.0 (Pooling.md: 0.470), avg 43.5, stochastic 43.8, max + avg 48.3, no pooling with strided convs 47.2.
+Here the same arms are placed at the two 3x3/2 pooling sites of All-CNN-C (default; ``model`` = any built-in
+with pool sites):
 
 * ``max`` = max(k=3), ``avg`` = avg(k=3), ``stochastic`` = stochastic(k=3), ``max+avg`` = mixed(alpha=0.5,k=3)
   (half of Mishkin's sum; the scale is absorbed by the next conv), ``strided`` = the pool removed and the conv
