@@ -335,3 +335,17 @@ def test_replay_from_a_study_directory_and_provenance(npz_dataset, tmp_path, cap
     assert "drop --seeds" in capsys.readouterr().err
     assert main(["compare", "--from", str(src)]) == 2
     assert "needs --out" in capsys.readouterr().err
+
+
+def test_tensorboard_events_per_run(ds, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = compare(dataset=ds, variants="max,avg", seeds=1, out=tmp_path, tensorboard=True, **SMALL)
+    assert s["complete"]
+    ev = EventAccumulator(str(next((tmp_path / "runs" / "avg" / "seed0" / "tensorboard").iterdir()).parent))
+    ev.Reload()
+    tags = set(ev.Tags()["scalars"])
+    assert {"loss/train", "accuracy/test", "lr", "shift_consistency/reflect"} <= tags
+    r = json.loads((tmp_path / "runs" / "avg" / "seed0" / "result.json").read_text())
+    assert ev.Scalars("accuracy/test")[-1].value == pytest.approx(r["acc"], abs=1e-4)

@@ -423,6 +423,7 @@ def compare(
     launcher: str | None = None,
     slurm: str | Mapping[str, Any] | None = None,
     from_study: str | Path | None = None,
+    tensorboard: bool = False,
     **recipe_overrides: Any,
 ) -> StudyResult:
     """Run (or resume) a study and return its summary (``poolstride.summary/1``, see docs/study-format.md) as a
@@ -439,6 +440,7 @@ def compare(
     this study directory, and returns at once (``.jobs`` holds the submitit jobs); ``slurm``: sbatch parameters
     (``"partition=gpu,gpus_per_task=1,time=60"``), passed through. ``from_study``: replay the study recorded in
     that directory (model, variant records, dataset, recipe, seeds) into ``out``, a new directory.
+    ``tensorboard``: also write each run's metrics as TensorBoard events (``runs/<variant>/seed<k>/tensorboard``).
 
     With every argument left at its default this is the default study: the tiny demo net on the embedded
     ``textures`` data, operators max, avg, conv, convpool, blur x 3 seeds, the ``demo`` recipe (``fast``
@@ -456,9 +458,13 @@ def compare(
             return compare(
                 model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
                 report, retry_failed, threads, model_options, weights, per_site, False, jobs, launcher, slurm,
-                from_study, **recipe_overrides,
+                from_study, tensorboard, **recipe_overrides,
             )  # fmt: skip
     cb = callback or (lambda event, **kw: None)
+    if tensorboard:
+        from .tensorboard import TensorBoardLogger
+
+        cb = TensorBoardLogger(cb)
     call = _python_call(model, variants, seeds, dataset, recipe, per_site, weights, recipe_overrides, epochs)
     if from_study is not None:
         model, variants, seeds, dataset, recipe, data_dir = _replay(from_study, out, data_dir)
