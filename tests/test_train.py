@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -206,3 +207,16 @@ def test_amp_modes_threads_and_top_level_compare():
     from poolstride.study import compare
 
     assert poolstride.compare is compare
+
+
+def test_fp16_autocast_trains_with_a_gradient_scaler_and_is_recorded(ds, tmp_path):
+    from poolstride.train.evaluate import amp_dtype, precision_name
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, "fp16") == torch.float16 and precision_name(cpu, "fp16") == "fp16-autocast"
+    assert amp_dtype(cpu, "off") is None and precision_name(cpu, "off") == "fp32"
+    rec = tiny_recipe(amp="fp16", epochs=2)
+    full = train_run(RunSpec.of("tiny", "max", seed=0), ds, rec, "cpu", tmp_path / "a")
+    assert full["status"] == "ok" and full["precision"] == "fp16-autocast" and math.isfinite(full["loss"])
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert ck["scaler"] is not None and ck["scaler"]["scale"] > 0  # resumable with its loss scale

@@ -23,7 +23,10 @@ VARIANTS_HELP = (
     "[skip=stem,path=GLOB,stage=N,min_channels=N,init=preserve]; NAME=ENTRY names one."
 )
 
-AMP_HELP = "Autocast: auto (bf16 where native: CUDA, AVX512-BF16/AMX CPUs; fp32 elsewhere), bf16, off (fp32)."
+AMP_HELP = (
+    "Autocast: auto (bf16 where native: CUDA with bf16, AVX512-BF16/AMX CPUs; fp16 + loss scaling on older GPUs; "
+    "fp32 elsewhere), bf16, fp16, off (fp32)."
+)
 
 
 @app.command("compare")

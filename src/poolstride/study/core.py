@@ -32,7 +32,7 @@ from ..errors import PoolstrideError, SpecError
 from ..train import io as tio
 from ..train.data import DeviceData, check_fits, load_dataset
 from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
-from ..train.evaluate import uses_bf16
+from ..train.evaluate import precision_name
 from ..train.recipe import Recipe, get_recipe
 from ..variants import (
     DEFAULT,
@@ -538,7 +538,7 @@ def compare(
             "notes": info_lines,
         },
         "provenance": {
-            **provenance.record(dev, "bf16" if uses_bf16(dev, rec.amp) else "fp32", torch.get_num_threads(), call),
+            **provenance.record(dev, precision_name(dev, rec.amp), torch.get_num_threads(), call),
             "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
             "replay_of": None if from_study is None else str(Path(from_study).resolve()),
         },

@@ -33,7 +33,7 @@ from ..ops import Downsample
 from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
 from .data import DeviceData
-from .evaluate import autocast_ctx, evaluate, shift_consistency, uses_bf16
+from .evaluate import amp_dtype, autocast_ctx, evaluate, precision_name, shift_consistency
 from .io import clean_json, save_torch, write_json, write_text
 from .recipe import Recipe, get_recipe
 
@@ -473,6 +473,8 @@ def train_run(
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = make_optimizer(model, recipe, dev)
+    # fp16 autocast (older GPUs, or amp="fp16") needs loss scaling; bf16 and fp32 do not (disabled: a no-op)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype(dev, recipe.amp) == torch.float16)
 
     start_epoch, history, train_time, images = 0, [], 0.0, 0
     ckpt_path = rdir / "checkpoint.pt" if rdir is not None else None
@@ -481,6 +483,8 @@ def train_run(
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if scaler.is_enabled() and ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise RunError(f"{ckpt_path} does not fit this run ({str(e)[:120]}); delete it to restart") from None
         start_epoch = int(ck["epoch"])
@@ -526,10 +530,13 @@ def train_run(
                 out = fwd(xb)
                 loss = F.cross_entropy(out.float(), yb, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            if scaler.is_enabled():
+                scaler.unscale_(opt)  # true gradients for the norms (and any clipping)
             if s == spe - 1:
                 grad_norm, per_layer = _grad_norms(model)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             ld = loss.detach()
             loss_sum += ld.double() * len(yb)
             correct += (out.detach().argmax(1) == yb).sum()
@@ -579,6 +586,7 @@ def train_run(
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                     "history": history,
                     "train_time": train_time,
                     "images": images,
@@ -626,7 +634,7 @@ def train_run(
         "device": str(dev),
         "world_size": info.world,
         "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "precision": "bf16-autocast" if uses_bf16(dev, recipe.amp) else "fp32",
+        "precision": precision_name(dev, recipe.amp),
         "gradflow": None,
         "history": history,
         "finished": None,

@@ -33,19 +33,43 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype a recipe's ``amp`` mode uses on ``device`` (None = fp32).
+
+    ``auto``: bf16 where the hardware does it natively (CUDA with bf16 support, CPUs with AVX512-BF16/AMX), fp16
+    with a gradient scaler on older CUDA devices (pre-Ampere: bf16 is missing or emulated there), fp32 elsewhere.
+    ``bf16`` / ``fp16`` force that dtype; ``off`` is fp32."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        try:  # without CUDA here the device is not usable anyway: keep the CUDA default, bf16
+            native = not torch.cuda.is_available() or torch.cuda.is_bf16_supported(including_emulation=False)
+        except (RuntimeError, AssertionError, TypeError):
+            native = True
+        return torch.bfloat16 if native else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
 def uses_bf16(device: torch.device, amp: str) -> bool:
     """Whether a recipe's ``amp`` mode runs bf16 autocast on ``device``."""
-    if amp == "off":
-        return False
-    if amp == "bf16" or device.type == "cuda":
-        return True
-    return device.type == "cpu" and cpu_has_native_bf16()
+    return amp_dtype(device, amp) == torch.bfloat16
+
+
+def precision_name(device: torch.device, amp: str) -> str:
+    """``bf16-autocast``, ``fp16-autocast`` or ``fp32``: what a run records as its precision."""
+    dt = amp_dtype(device, amp)
+    return "fp32" if dt is None else f"{'bf16' if dt == torch.bfloat16 else 'fp16'}-autocast"
 
 
 def autocast_ctx(device: torch.device, amp: str) -> AbstractContextManager:
-    if not uses_bf16(device, amp):
+    dt = amp_dtype(device, amp)
+    if dt is None:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=dt)
 
 
 @torch.no_grad()

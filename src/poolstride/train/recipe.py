@@ -32,7 +32,7 @@ from ..errors import PoolstrideError
 
 OPTIMIZERS = ("sgd", "nesterov", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AMP_MODES = ("auto", "bf16", "off")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 class RecipeError(PoolstrideError, ValueError):
