@@ -171,6 +171,8 @@ def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str,
 
 def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
     plt = _mpl()
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     panels = [("test_acc", "test accuracy (%)"), ("train_loss", "training loss")]
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
     for name in style.order:
@@ -208,8 +210,12 @@ def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path
                 ax.fill_between(ep, lo, hi, color=style.colour[name], alpha=0.18, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if key == "train_loss":
             ax.set_yscale("log")
+            plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")  # 2.1, not 2.1x10^0
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
@@ -257,7 +263,9 @@ def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] 
     fig, ax = plt.subplots(figsize=(7.6, 3.4))
     same = len({tuple(v[0]) for v in per.values()}) == 1
     for name, (_layers, mean, lo, hi) in per.items():
-        x = np.arange(mean.size)
+        # one list of layers: by layer; different lists (variants add or remove layers): by relative depth, so
+        # that one x position never means different layers in different variants
+        x = np.arange(mean.size) if same else np.linspace(0.0, 1.0, mean.size) if mean.size > 1 else np.zeros(1)
         ax.plot(
             x,
             mean,
@@ -271,14 +279,21 @@ def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] 
             ax.fill_between(x, lo, hi, color=style.colour[name], alpha=0.15, lw=0)
     positive = all((v[1] > 0).all() for v in per.values())
     if positive:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")  # 0.4, not 4x10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     layers0 = next(iter(per.values()))[0]
     if same and layers0 and len(layers0) <= 40:
         ax.set_xticks(np.arange(len(layers0)))
         ax.set_xticklabels([_label(x, 18) for x in layers0], rotation=60, ha="right")
         ax.set_xlabel("layer (input → output)")
-    else:
+    elif same:
         ax.set_xlabel("layer index (input → output)")
+    else:
+        ax.set_xlabel("relative depth (0 = first layer, 1 = last; the variants have different layers)")
     ax.set_ylabel("gradient norm")
     ax.legend(loc="best", frameon=False)
     fig.tight_layout()
