@@ -74,7 +74,9 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     dec = data["decision"]
     status = data["status"]
     recipe = st.get("recipe") if isinstance(st.get("recipe"), dict) else {}
-    recipe_txt = ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "..." and not isinstance(v, (dict, list)))
+    # the fields that decide a comparison; the full recipe is under Provenance and in report.json
+    keys = ("name", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "train_subset", "amp")
+    recipe_txt = ", ".join(f"{k}={recipe[k]}" for k in keys if recipe.get(k) is not None)
     parts: list[str] = []
     a = parts.append
     a("<!DOCTYPE html>")
@@ -201,6 +203,8 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
         rec = st.get("recipe") or {}
         if rec:
             items.append(f"<li>recipe as run: {e(str(rec.get('name')))} ({e(str(rec.get('notes') or ''))})</li>")
+            full = ", ".join(f"{k}={v}" for k, v in rec.items() if k not in ("notes", "extra"))
+            items.append(f"<li>recipe fields: <code>{e(full)}</code></li>")
         items += [f"<li>model: {e(n)}</li>" for n in st.get("model_notes") or []]
         a('<h2 id="provenance">Provenance</h2><ul>' + "".join(items) + "</ul>")
 
