@@ -25,6 +25,8 @@ VARIANTS = {
     "softpool": ["softpool(k=3)"],
     "stochastic": ["stochastic(k=3)"],
     "diffstride": ["diffstride(init=1.5,shared=false)", "diffstride(init=3)"],
+    "aps": ["aps(base=avg,size=3)", "aps(base=none)"],
+    "lps": ["lps(base=none,hidden=4)"],
 }
 
 
@@ -132,6 +134,8 @@ def test_blur_under_bf16_autocast_keeps_dtype_and_value(spec):
 
 # -- gradients ------------------------------------------------------------------------------------
 GRAD_SPECS = [
+    "aps",
+    "lps",
     "max",
     "max(k=3)",
     "avg",

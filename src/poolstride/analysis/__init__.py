@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from . import alias
+from .alias import AliasResult, model_alias, study_alias
 from .core import CONVENTIONS, Layer, Report, cost_summary, inspect
 from .explain import explain_ops, explain_stem, explain_vgg
 from .gradflow import ERF, GradFlow, LayerGrad, erf, gradflow
@@ -21,6 +23,7 @@ from .profile import BatchProfile, Profile, Timing, profile
 from .rf import RF, Axis, chain, merge
 
 __all__ = [
+    "AliasResult",
     "CONVENTIONS",
     "ERF",
     "RF",
@@ -32,6 +35,7 @@ __all__ = [
     "Profile",
     "Report",
     "Timing",
+    "alias",
     "chain",
     "cost_summary",
     "erf",
@@ -41,5 +45,7 @@ __all__ = [
     "gradflow",
     "inspect",
     "merge",
+    "model_alias",
     "profile",
+    "study_alias",
 ]

@@ -25,6 +25,7 @@ from . import models_cmd as _models_cmd  # noqa: F401,E402
 from . import inspect_cmd as _inspect_cmd  # noqa: F401,E402  (inspect, cost, explain, gradflow)
 from . import convert_cmd as _convert_cmd  # noqa: F401,E402
 from . import reproduce_cmd as _reproduce_cmd  # noqa: F401,E402
+from . import alias_cmd as _alias_cmd  # noqa: F401,E402
 
 # isort: on
 

@@ -18,6 +18,7 @@ from . import spectral as _spectral  # noqa: F401
 from . import softpool as _softpool  # noqa: F401
 from . import stochastic as _stochastic  # noqa: F401
 from . import diffstride as _diffstride  # noqa: F401
+from . import aps as _aps  # noqa: F401  (aps, lps)
 
 # isort: on
 from .registry import (
