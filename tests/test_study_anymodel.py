@@ -70,7 +70,9 @@ def test_cli_per_site_study_of_a_file_model(userdir, capsys):
     assert [r["path"] for r in report["per_site"]] == ["max_pool2d", "max_pool2d_1"]
     assert all(r["verdict"] in ("helps", "hurts", "cannot tell") for r in report["per_site"])
     assert (out / "report" / "figures" / "per_site.png").exists()
-    assert "Per-site" in (out / "report" / "report.md").read_text()
+    md = (out / "report" / "report.md").read_text()
+    assert "Per-site" in md and "## Aliasing at the downsampling sites" in md  # trained sites' alias ratios
+    assert any(r.get("alias_ratio") is not None for r in report["aliasing"]["summary"])
     # the run records carry what rebuilds them
     cfg = json.loads((out / "runs" / "max-pool2d" / "seed0" / "config.json").read_text())
     assert cfg["variant_record"]["select"]["paths"] == ["max_pool2d"] and len(cfg["init_sha256"]) == 16

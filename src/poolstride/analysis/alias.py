@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -718,9 +719,13 @@ def model_alias(
     return rows
 
 
-def study_alias(study_dir: str | Path, *, max_size: int = 32, **kw: Any) -> dict[str, Any]:
+def study_alias(
+    study_dir: str | Path, *, max_size: int = 32, max_seeds: int | None = None, **kw: Any
+) -> dict[str, Any]:
     """Per-site aliasing of every finished checkpoint of a study (``runs/<slug>/seed<k>/checkpoint.pt``), each
-    rebuilt from its variant record, with the mean and std over seeds per variant and site."""
+    rebuilt from its variant record, with the mean and std over seeds per variant and site (``max_seeds``: the
+    first seeds only; the report uses 1). A model from a file is imported from the directory the study was made
+    in (its recorded ``cwd``) when it is not importable from here."""
     from ..variants import Variant, build
 
     d = Path(study_dir)
@@ -733,10 +738,14 @@ def study_alias(study_dir: str | Path, *, max_size: int = 32, **kw: Any) -> dict
     num_classes = info.get("num_classes")
     if not size:
         raise PoolstrideError(f"{d}/study.json has no dataset_info.input_size")
+    cwd = (study.get("provenance") or {}).get("cwd")
+    if cwd and Path(cwd).is_dir() and cwd not in sys.path:
+        sys.path.append(cwd)  # after everything else: the study's own directory, for `mynet:build`
     runs: list[dict[str, Any]] = []
     for rec in study.get("variants", []):
         slug = rec.get("slug") or rec["name"]
-        for rdir in sorted((d / "runs" / slug).glob("seed*"), key=lambda p: (len(p.name), p.name)):
+        seeds = sorted((d / "runs" / slug).glob("seed*"), key=lambda p: (len(p.name), p.name))
+        for rdir in seeds[:max_seeds] if max_seeds else seeds:
             ck = rdir / "checkpoint.pt"
             entry: dict[str, Any] = {"variant": rec["name"], "seed": rdir.name[4:], "run": str(rdir)}
             if not ck.exists():

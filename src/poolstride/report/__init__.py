@@ -51,6 +51,21 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _aliasing(study_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The per-site aliasing of each variant's first finished seed (poolstride.analysis.alias), when the study
+    has checkpoints; (None, reason) when it cannot be measured. Never fails the report."""
+    if not any(study_dir.glob("runs/*/seed*/checkpoint.pt")):
+        return None, None
+    try:
+        from ..analysis.alias import study_alias
+
+        res = study_alias(study_dir, max_seeds=1)
+    except Exception as e:  # noqa: BLE001 - an extra section must not cost the report
+        return None, f"aliasing section left out: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+    left = [f"{r['variant']} seed {r['seed']}: {r['note']}" for r in res["runs"] if r.get("note")]
+    return res, ("aliasing not measured for " + "; ".join(left)[:300]) if left else None
+
+
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
@@ -90,6 +105,7 @@ def write_report(
     test: str = "t",
     figures: bool = True,
     noninferiority_margin: float | None = None,
+    aliasing: bool = True,
 ) -> Path:
     """Write ``STUDY_DIR/report/`` atomically and return the path of its ``index.html``.
 
@@ -113,6 +129,10 @@ def write_report(
     except OSError as e:
         raise ReportError(f"cannot write a report into {study.dir}: {e.strerror or e}") from None
     try:
+        if aliasing:
+            data["aliasing"], note = _aliasing(study.dir)
+            if note:
+                data["notes"].append(note)
         if figures:
             from .plots import make_figures
 

@@ -194,6 +194,21 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
     if data["notes"]:
         a('<h2 id="notes">Notes</h2><ul>' + "".join(f"<li>{e(n)}</li>" for n in data["notes"]) + "</ul>")
 
+    al = data.get("aliasing") or {}
+    if al.get("summary"):
+        rows = [
+            [r["variant"], r["path"], str(r.get("op") or ""), str(r["seeds"]),
+             "-" if r["alias_ratio"] is None else f"{r['alias_ratio']:.3f}",
+             "-" if r["shift_std"] is None else f"{r['shift_std']:.3f}"]
+            for r in al["summary"]
+        ]  # fmt: skip
+        a('<h2 id="aliasing">Aliasing at the downsampling sites</h2>')
+        a(_table(["variant", "site", "operator", "seeds", "alias ratio", "shift std"], rows, (0, 1, 2)))
+        a(
+            '<p class="caption">Alias ratio of each site\'s trained operator (first seed; docs/alias.md): '
+            "energy folded from above the output Nyquist limit over energy passed; 1 = plain subsampling, "
+            "0 = no aliasing. Functional sites (F.max_pool2d) cannot be probed alone and show -.</p>"
+        )
     prov = (data.get("study") or {}).get("provenance")
     if prov:
         from .markdown import PROVENANCE_FIELDS

@@ -128,6 +128,10 @@ def render(data: dict[str, Any]) -> str:
         for n in data["notes"]:
             a(f"- {_text(n)}")
         a("")
+    if data.get("aliasing") and data["aliasing"].get("summary"):
+        from ..analysis.alias import study_markdown
+
+        out.append(study_markdown(data["aliasing"]).rstrip() + "\n")
     for line in provenance_lines(data):
         a(line)
     a(f"<sub>poolstride {data['poolstride']} · {data['schema']} · generated {data['generated']}</sub>")
