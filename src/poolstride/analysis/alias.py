@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -738,9 +737,9 @@ def study_alias(
     num_classes = info.get("num_classes")
     if not size:
         raise PoolstrideError(f"{d}/study.json has no dataset_info.input_size")
-    cwd = (study.get("provenance") or {}).get("cwd")
-    if cwd and Path(cwd).is_dir() and cwd not in sys.path:
-        sys.path.append(cwd)  # after everything else: the study's own directory, for `mynet:build`
+    from ..study.provenance import add_study_import_path
+
+    add_study_import_path(study)
     runs: list[dict[str, Any]] = []
     for rec in study.get("variants", []):
         slug = rec.get("slug") or rec["name"]

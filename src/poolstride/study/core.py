@@ -635,6 +635,7 @@ def _replay(src: str | Path, out: Any, data_dir: str | None) -> tuple[Any, ...]:
     if str(old.get("model", "")).startswith(PYTHON_PREFIX) or old.get("dataset") == "dataset":
         raise StudyError(f"--from {src}: the study was made from Python objects; replay it from Python")
     rec = Recipe.from_dict(old["recipe"])
+    provenance.add_study_import_path(old)
     prov = old.get("provenance") or {}
     return (old["model"], [Variant.from_dict(v) for v in old["variants"]], old["seeds"], old["dataset"], rec,
             data_dir or prov.get("data_dir"))  # fmt: skip

@@ -105,10 +105,11 @@ def run_task(
     from ..train.engine import read_result, resolve_device, set_threads
     from ..train.recipe import Recipe
     from ..variants import Variant
-    from . import core
+    from . import core, provenance
 
     sd = Path(study_dir)
     study = json.loads((sd / "study.json").read_text())
+    provenance.add_study_import_path(study)
     set_threads(threads)
     rec = Recipe.from_dict(study["recipe"])
     variants = [Variant.from_dict(v) for v in study["variants"]]
