@@ -13,6 +13,7 @@ what is valid or what to install.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 from collections.abc import Mapping
@@ -61,13 +62,9 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
     if downsample is not None:
         raise ModelError(f"{t}: --downsample applies to built-in models; use a surgery policy for others")
     if head == "torchvision" and sep:
-        try:
-            tvm = importlib.import_module("torchvision.models")
-        except ImportError:
-            raise ModelError(f"{t}: torchvision is not installed (pip install torchvision)") from None
+        tvm = import_optional("torchvision.models", t)
         if tail not in tvm.list_models():
-            valid = ", ".join(sorted(tvm.list_models())[:40])
-            raise ModelError(f"unknown torchvision model {tail!r}; valid names include: {valid}, ...")
+            raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
         weights = opts.pop("weights", None)
         if weights not in (None, "", "none", "None"):
             _torchvision_weights_cached(tvm, tail, str(weights))
@@ -82,13 +79,10 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
         size = (3, 299, 299) if tail.startswith("inception") else (3, 224, 224)
         return Resolved(m, size, t, "torchvision", False)
     if head == "timm" and sep:
-        try:
-            timm = importlib.import_module("timm")
-        except ImportError:
-            raise ModelError(f"{t}: timm is not installed (pip install timm)") from None
+        timm = import_optional("timm", t)
         pretrained = bool(opts.pop("pretrained", False))
         if not timm.is_model(tail):
-            raise ModelError(f"unknown timm model {tail!r}; timm.list_models() lists the valid names")
+            raise ModelError(_unknown("timm", tail, timm.list_models()))
         try:
             if pretrained:  # from the local Hugging Face cache only: nothing is downloaded
                 import os
@@ -148,6 +142,50 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
     )
 
 
+# What installs each optional model source (the pyproject extras).
+_INSTALL = {
+    "torchvision": "pip install torchvision (the build that matches your torch), or pip install 'poolstride[vision]'",
+    "timm": "pip install timm, or pip install 'poolstride[timm]'",
+}
+
+
+def import_optional(module: str, what: str) -> Any:
+    """Import ``module`` of an optional package (torchvision, timm); a missing or broken install is a
+    :class:`ModelError` that names the package and says how to install or repair it."""
+    package = module.split(".")[0]
+    fix = _INSTALL.get(package, f"pip install {package}")
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == package:
+            raise ModelError(f"{what}: {package} is not installed; install it: {fix}") from None
+        reason = f"{type(e).__name__}: {_first(e)}"
+    except (ImportError, RuntimeError, AttributeError, OSError) as e:
+        # a torchvision built for another torch fails at import with "RuntimeError: operator torchvision::nms
+        # does not exist"; a half-removed package with ImportError or AttributeError
+        reason = f"{type(e).__name__}: {_first(e)}"
+    import torch
+
+    raise ModelError(
+        f"{what}: {package} is installed but broken ({reason}); reinstall it for torch {torch.__version__}: "
+        f"{fix.replace('pip install', 'pip install --force-reinstall', 1)}"
+    ) from None
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _unknown(source: str, name: str, valid: list[str]) -> str:
+    """'unknown torchvision model 'resnt18'; did you mean resnet18, ...?' with the closest valid names."""
+    close = difflib.get_close_matches(name, valid, n=6, cutoff=0.6)
+    if not close and name[:4]:
+        close = [n for n in valid if n.startswith(name[:4])][:6]
+    lister = "torchvision.models.list_models()" if source == "torchvision" else f"{source}.list_models()"
+    hint = f"did you mean {', '.join(close)}?" if close else f"{lister} lists the {len(valid)} valid names"
+    return f"unknown {source} model {name!r}; {hint}"
+
+
 def _torchvision_weights_cached(tvm: Any, name: str, weights: str) -> None:
     """Named torchvision weights are used only when already in torch.hub's cache: nothing is downloaded."""
     import os
@@ -188,22 +226,14 @@ def check_model_string(text: str) -> None:
         models.get_entry(t)
         return
     if head == "torchvision" and sep:
-        try:
-            tvm = importlib.import_module("torchvision.models")
-        except ImportError as e:
-            raise ModelError(f"{t}: torchvision is not installed or broken ({e}); pip install torchvision") from None
+        tvm = import_optional("torchvision.models", t)
         if tail not in tvm.list_models():
-            close = [n for n in tvm.list_models() if tail[:4] and n.startswith(tail[:4])][:8]
-            raise ModelError(f"unknown torchvision model {tail!r}" + (f"; close: {', '.join(close)}" if close else ""))
+            raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
         return
     if head == "timm" and sep:
-        try:
-            timm = importlib.import_module("timm")
-        except ImportError as e:
-            raise ModelError(f"{t}: timm is not installed or broken ({e}); pip install timm") from None
+        timm = import_optional("timm", t)
         if not timm.is_model(tail):
-            close = timm.list_models(f"{tail[:5]}*")[:8] if tail[:5] else []
-            raise ModelError(f"unknown timm model {tail!r}" + (f"; close: {', '.join(close)}" if close else ""))
+            raise ModelError(_unknown("timm", tail, timm.list_models()))
         return
     _cwd_importable()
     if sep and tail and ("." in head or _importable(head)):

@@ -1,14 +1,21 @@
 """The ``poolstride`` command line: thin wrappers over the Python API, printed with rich.
 
-Each subcommand lives in its own module and registers itself on :data:`app`. User errors
-(:class:`~poolstride.errors.PoolstrideError`) become one line on stderr and exit status 2.
+Each subcommand lives in its own module and registers itself on :data:`app`. User errors become one line on
+stderr and exit status 2, in one place (:func:`main`): :class:`~poolstride.errors.PoolstrideError` (the commands
+check what the user typed at the source), click's usage errors, an OSError on a path given on the command line, an
+ImportError of a missing or broken optional package. Anything else is a bug: its traceback and a line asking to
+report it, exit status 1.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import shlex
 import signal
 import sys
+import traceback
 
 import typer
 
@@ -97,27 +104,125 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = app(args=argv, prog_name="poolstride", standalone_mode=False)
         if isinstance(rv, int) and rv:  # typer turns Ctrl-C into a returned exit code (130), not an exception
             return _interrupted(argv) if rv == 130 else rv
     except PoolstrideError as e:
-        # one line: torch.fx and friends append context lines to exceptions raised inside a traced forward
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
-        return 2
+        return _user_error(str(e) or type(e).__name__)
     except typer.Exit as e:
         return e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as e:
+        if isinstance(e.__cause__, EOFError):  # click turns an EOFError (a truncated file read) into Abort: not Ctrl-C
+            return _bug(e.__cause__, args)
         return _interrupted(argv)
     except Exception as e:
         # click usage errors (typer vendors click, so match by interface, not by class)
         code = getattr(e, "exit_code", None)
         if hasattr(e, "show") and isinstance(code, int):
-            e.show()
+            _show_usage_error(e)
             return code
-        raise
+        msg = _known_user_error(e, args)
+        if msg is not None:
+            return _user_error(msg)
+        return _bug(e, args)
     return 0
+
+
+def _user_error(msg: str) -> int:
+    """One line on stderr, exit status 2. Only the first line: torch.fx and friends append context lines to
+    exceptions raised inside a traced forward."""
+    first = (msg.strip().splitlines() or ["error"])[0]
+    err_console.print(f"error: {first}", markup=False, highlight=False, soft_wrap=True)
+    return 2
+
+
+def _bug(e: BaseException, args: list[str]) -> int:
+    """Not a user error: the traceback, then one line saying it is poolstride's to fix. Exit status 1."""
+    traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+    err_console.print(
+        "this is a bug in poolstride, not in your input; please report it with the command line "
+        f"({shlex.join(['poolstride', *args])}) and the traceback above",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 1
+
+
+def _show_usage_error(e: Exception) -> None:
+    """click's usage error (usage line, hint, message) without its blank line: at most 3 lines; the help page
+    that `poolstride` alone prints is shown as it is."""
+    if type(e).__name__ == "NoArgsIsHelpError":
+        e.show()  # type: ignore[attr-defined]
+        return
+    buf = io.StringIO()
+    e.show(file=buf)  # type: ignore[attr-defined]
+    lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+    sys.stderr.write("".join(line + "\n" for line in lines))
+
+
+# ------------------------------------------------------------------------- user errors that are not ours to raise
+# Exceptions from outside poolstride that are the user's to fix: mapped here, in one place, to one line and exit 2.
+# Everything else that escapes a command is a bug (traceback + "please report").
+
+# An ImportError of these top-level packages is a missing or broken install: what repairs it.
+_INSTALL_FIX = {
+    "torchvision": "pip install torchvision (the build matching your torch) or pip install 'poolstride[vision]'",
+    "timm": "pip install 'poolstride[timm]'",
+    "onnx": "pip install 'poolstride[onnx]'",
+    "onnxruntime": "pip install 'poolstride[onnx]'",
+    "onnxscript": "pip install 'poolstride[onnx]'",
+    "submitit": "pip install 'poolstride[slurm]'",
+    "tensorboard": "pip install 'poolstride[tensorboard]'",
+    "torch": "pip install --force-reinstall 'torch>=2.1,<2.15'",
+    "numpy": "pip install --force-reinstall numpy",
+    "scipy": "pip install --force-reinstall scipy",
+    "matplotlib": "pip install --force-reinstall matplotlib",
+    "skimage": "pip install --force-reinstall scikit-image",
+    "PIL": "pip install --force-reinstall pillow",
+    "rich": "pip install --force-reinstall rich",
+}
+# An OSError with no file name that is about the machine, not about poolstride.
+_ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _known_user_error(e: BaseException, args: list[str]) -> str | None:
+    """The one-line message for an exception that is a user (or installation) error, else None."""
+    if isinstance(e, ImportError):
+        top = (e.name or "").split(".")[0]
+        if top in _INSTALL_FIX:
+            missing = isinstance(e, ModuleNotFoundError) and e.name == top
+            what = "is not installed" if missing else f"is installed but does not import ({_first_line(e)})"
+            return f"the package {top} {what}; fix: {_INSTALL_FIX[top]}"
+        return None
+    if isinstance(e, OSError):
+        reason = e.strerror or _first_line(e)
+        for name in (e.filename, e.filename2):
+            if name is not None and _given_path(os.fsdecode(name), args):
+                return f"{os.fsdecode(name)}: {reason}"
+        if e.errno in _ENV_ERRNOS:
+            return reason
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _given_path(path: str, args: list[str]) -> bool:
+    """Whether ``path`` is a path on the command line, inside one, or one of its parents (mkdir of a parent
+    fails when a parent of --out is a file). Values count whole or after '=' (-o key=PATH) and ':' (npz:PATH)."""
+    target = os.path.abspath(path)
+    for arg in args:
+        for value in {arg, arg.partition("=")[2], arg.partition(":")[2]}:
+            if not value or value.startswith("-"):
+                continue
+            given = os.path.abspath(value)
+            if target == given or target.startswith(given + os.sep) or given.startswith(target + os.sep):
+                return True
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,16 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import PoolstrideError, SpecError
-from .common import app, console, parse_input_size, print_json
+from .common import (
+    TORCH_LOAD_ERRORS,
+    app,
+    check_out_dir,
+    console,
+    input_must_fit,
+    parse_input_size,
+    print_json,
+    torch_load_error,
+)
 
 _HELP_TARGET = (
     "Operators, comma-separated specs (e.g. 'max,avg,blur(base=avg,size=3)'; 'subsample' = plain subsampling), "
@@ -101,6 +110,8 @@ def alias_command(
     from ..analysis import alias
 
     fr = _freqs(freqs)
+    if out is not None:  # before any work: a path we cannot write fails now, not after the analysis
+        check_out_dir(out, "--out")
     if study is not None:
         if target:
             raise PoolstrideError("give either --study DIR or OPS/MODEL, not both")
@@ -197,10 +208,12 @@ def _model(
     r = resolve(target, parse_options(option), downsample)
     size = parse_input_size(input_size) if input_size else r.input_size
     if checkpoint is not None:
+        if not checkpoint.exists():
+            raise PoolstrideError(f"cannot load checkpoint {checkpoint}: no such file")
         try:
             blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, ValueError) as e:
-            raise PoolstrideError(f"--checkpoint {checkpoint}: cannot read it ({type(e).__name__})") from None
+        except TORCH_LOAD_ERRORS as e:
+            raise torch_load_error(checkpoint, "--checkpoint", e) from None
         sd = blob.get("model", blob.get("state_dict", blob)) if isinstance(blob, dict) else blob
         if not isinstance(sd, dict):
             raise PoolstrideError(f"--checkpoint {checkpoint}: not a state dict (nor a checkpoint holding one)")
@@ -209,7 +222,8 @@ def _model(
         except (RuntimeError, TypeError) as e:
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise PoolstrideError(f"--checkpoint {checkpoint} does not fit {r.name}: {msg}") from None
-    rows = alias.model_alias(r.model, size, max_size=max_size, offset=offset, amplitude=amplitude, freqs=fr)
+    with input_must_fit(r.model, size, r.name, natural=r.input_size):
+        rows = alias.model_alias(r.model, size, max_size=max_size, offset=offset, amplitude=amplitude, freqs=fr)
     doc = {"schema": 1, "model": r.name, "input_size": list(size), "checkpoint": checkpoint, "sites": rows}
     _write_tables(out, doc, None)
     if json_out:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import typer
 
+from ..errors import PoolstrideError
 from ..resolve import parse_options
 from ..study.render import StudyProgress, _count, _fmt, decision_lines, summary_table
-from .common import app, console, err_console, print_json
+from .common import app, console, err_console, load_checkpoint, print_json
 
 MODEL_HELP = (
     "Any model: a built-in name (tiny, allcnn-c, resnet20...), torchvision:NAME, timm:NAME, or "
@@ -27,6 +29,34 @@ AMP_HELP = (
     "Autocast: auto (bf16 where native: CUDA with bf16, AVX512-BF16/AMX CPUs; fp16 + loss scaling on older GPUs; "
     "fp32 elsewhere), bf16, fp16, off (fp32)."
 )
+
+
+def _check_jobs(jobs: str) -> None:
+    if str(jobs).strip().lower() in ("auto", "none", ""):
+        return
+    try:
+        n = int(jobs)
+    except ValueError:
+        raise PoolstrideError(f"bad --jobs {jobs!r}; expected a positive integer or auto") from None
+    if n < 1:
+        raise PoolstrideError(f"bad --jobs {n}; expected a positive integer or auto")
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first."""
+    out = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        out.append(p)
+    return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the directories this command created and left empty (deepest first); keep any with files."""
+    for d in dirs:
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 @app.command("compare")
@@ -115,9 +145,10 @@ def compare_command(
             ("batch-size", batch_size, None), ("lr", lr, None), ("amp", amp, None),
         ) if v != d]  # fmt: skip
         if given:
-            from ..errors import PoolstrideError
-
             raise PoolstrideError(f"--from replays the recorded definition; drop {', '.join(given)}")
+    _check_jobs(jobs)  # the study checks it only after writing study.json
+    if weights is not None:
+        load_checkpoint(weights, "--weights")  # a file that is not a checkpoint: one clear line, before any work
     t0 = time.perf_counter()
     with StudyProgress(enabled=not json_out, console=console) as prog:
         summ = compare(
@@ -217,6 +248,7 @@ def train_command(
     check_model(model)
     v = parse_entry(variant or downsample or "default", model, parse_options(model_opt))
     if weights is not None:
+        load_checkpoint(weights, "--weights")  # a file that is not a checkpoint: one clear line, before any work
         v = dataclasses.replace(v, weights=weights_record(weights))
     spec = RunSpec(v, seed)
     ds = load_dataset(dataset, data_dir, download=download)
@@ -226,6 +258,7 @@ def train_command(
         key = json.dumps([v.to_dict(), seed, dataset, rec.to_dict()], sort_keys=True)
         h = hashlib.sha1(key.encode()).hexdigest()[:8]
         out = Path("runs") / f"train-{slugify(model)}-{v.slug}-seed{seed}-{h}"
+    created = _missing_dirs(Path(out))
     dist.init(info, dev)
     try:
         data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
@@ -235,6 +268,9 @@ def train_command(
                 prog.overall = None
                 prog("run_start", variant=spec.name, seed=seed)
             result = train_run(spec, ds, rec, dev, out, callback=prog, dist_info=info, data=data)
+    except PoolstrideError:  # a user error before training (bad option, weights...): leave no empty run directory
+        _remove_empty(created)
+        raise
     finally:
         dist.shutdown(info)
     if not info.is_main:

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .common import app, console, err_console, parse_input_size, print_json
+from .common import app, check_out_file, console, err_console, input_must_fit, parse_input_size, print_json
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -86,6 +86,9 @@ def convert_command(
     from ..surgery.cost import model_cost
     from ..variants import check_model, describe, expand_op, parse_entry
 
+    if out:  # before any work: a path we cannot write fails now, not after the conversion
+        check_out_file(out, "--out")
+        check_out_file(out + ".json", "--out")
     check_model(model)
     v = parse_entry(policy, model)  # the --variants grammar: a policy [selectors], or an operator spec
     if v.downsample is not None:  # an operator on a built-in model: the same expansion as on any model
@@ -105,10 +108,11 @@ def convert_command(
         err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     net, natural, opts = _resolve(model, option)
     size = parse_input_size(input_size) if input_size else natural
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        conv = convert_detailed(net, pol, size, strict=not lenient).compute_costs()
-    before, after = model_cost(net, size), model_cost(conv.model, size)
+    with input_must_fit(net, size, model, natural=natural):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conv = convert_detailed(net, pol, size, strict=not lenient).compute_costs()
+        before, after = model_cost(net, size), model_cost(conv.model, size)
     expanded = v.expanded_from is not None or v.downsample is not None
     for w in conv.warnings:
         if expanded and "matches no site" in w:  # an operator touches the site kinds the model has; no noise

@@ -6,14 +6,23 @@ JSON outputs (``--json``) are documented in docs/analysis.md and carry ``"schema
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import PoolstrideError
-from .common import app, console, parse_input_size, print_json
+from .common import (
+    IMAGE_SUFFIXES,
+    app,
+    check_out_file,
+    console,
+    input_must_fit,
+    load_checkpoint,
+    parse_input_size,
+    print_json,
+)
 
 
 def _h(n: float | int | None, unit: str = "") -> str:
@@ -80,7 +89,7 @@ def inspect_command(
 
     r = resolve(model, parse_options(option), downsample)
     size = _input(input_size, r.input_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), input_must_fit(r.model, size, r.name, batch=batch, natural=r.input_size):
         warnings.simplefilter("ignore")
         rep = inspect(r.model, size, batch=batch, name=r.name)
     if json_out:
@@ -182,7 +191,7 @@ def cost_command(
         for line in ([said] if said else []) + built.adaptations:
             if line not in notes:
                 notes.append(line)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), input_must_fit(m, size, f"{base.name} ({v})", natural=base.input_size):
             warnings.simplefilter("ignore")
             rep = inspect(m, size)
         t = rep.totals
@@ -203,7 +212,8 @@ def cost_command(
         if latency:
             row["latency"] = {}
             for d in devices:
-                p = profile(m, size, d, batch_sizes=(batch,), warmup=warmup, repeats=repeats)
+                with input_must_fit(m, size, f"{base.name} ({v})", batch=batch, train=True, natural=base.input_size):
+                    p = profile(m, size, d, batch_sizes=(batch,), warmup=warmup, repeats=repeats)
                 b = p.batches[0]
                 row["latency"][d] = {
                     "batch": batch,
@@ -293,10 +303,7 @@ def explain_command(
     parts = {"stem", "vgg"} if w == "all" else ({w} if w in ("stem", "vgg") else set())
     out: dict[str, Any] = {}
     if not parts or w == "all":
-        try:
-            _, h, wd = parse_input_size(input_size)
-        except PoolstrideError:
-            raise
+        _, h, wd = parse_input_size(input_size)
         hw = (h, wd)
         out["ops"] = explain_ops(None if w in ("", "all") else what, hw)
     if "stem" in parts:
@@ -377,14 +384,21 @@ def gradflow_command(
     from ..analysis import erf, gradflow
     from ..resolve import parse_options, resolve
 
+    if erf_png:  # before any work: a path we cannot write fails now, not after the analysis
+        check_out_file(erf_png, "--erf", IMAGE_SUFFIXES)
+    state = load_checkpoint(checkpoint, "--checkpoint") if checkpoint else None
     torch.manual_seed(seed)
     r = resolve(model, parse_options(option))
     size = _input(input_size, r.input_size)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, *size, generator=g)
-    res = gradflow(r.model, x, checkpoint=checkpoint, seed=seed)
-    e = erf(r.model, size, seed=seed) if erf_png else None
-    if e is not None:
+    with input_must_fit(r.model, size, r.name, batch=batch, train=True, natural=r.input_size):
+        res = gradflow(r.model, x, checkpoint=state, seed=seed)
+    e = None
+    if erf_png:
+        with input_must_fit(r.model, size, r.name, natural=r.input_size):
+            e = erf(r.model, size, seed=seed)
+        Path(erf_png).parent.mkdir(parents=True, exist_ok=True)
         e.save(erf_png)
     out = {
         "schema": 1,

@@ -102,7 +102,7 @@ def reproduce_command(
     ),
     dataset: str = typer.Option("cifar10", "--dataset", help="Dataset; 'textures' is a smoke-run stand-in."),
     out: str | None = typer.Option(None, "--out", "-o", help="Study directory (default runs/reproduce/NAME-...)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Seeds per variant (default 3)."),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="Seeds per variant (default 3)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the result as Markdown (for docs pages)."),
     families: str | None = typer.Option(None, "--families", help="allcnn: families, e.g. c or a,b,c."),
@@ -112,18 +112,20 @@ def reproduce_command(
     sizes: str | None = typer.Option(None, "--sizes", help="blurpool: blur filter sizes, e.g. 2,3,4,5."),
     models_: str | None = typer.Option(None, "--models", help="stem: ImageNet ResNets, e.g. resnet18,resnet50."),
     latency: bool | None = typer.Option(None, "--latency/--no-latency", help="stem: measure latency."),
-    repeats: int | None = typer.Option(None, "--repeats", help="stem: timed repeats per latency."),
+    repeats: int | None = typer.Option(None, "--repeats", min=1, help="stem: timed repeats per latency."),
     gradflow: bool | None = typer.Option(
         None, "--gradflow/--no-gradflow", help="resnet-shortcuts: gradient flow at initialisation."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the budget's epochs."),
-    train_subset: int | None = typer.Option(None, "--train-subset", help="Override: training images used."),
-    test_subset: int | None = typer.Option(None, "--test-subset", help="Override: test images used."),
-    shift_images: int | None = typer.Option(None, "--shift-images", help="Override: images for shift-consistency."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Override the batch size."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the budget's epochs."),
+    train_subset: int | None = typer.Option(None, "--train-subset", min=1, help="Override: training images used."),
+    test_subset: int | None = typer.Option(None, "--test-subset", min=1, help="Override: test images used."),
+    shift_images: int | None = typer.Option(
+        None, "--shift-images", min=1, help="Override: images for shift-consistency."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override the batch size."),
     lr: float | None = typer.Option(None, "--lr", help="Override the peak learning rate."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
     report: bool = typer.Option(False, "--report/--no-report", help="Also write the study's HTML report."),
     papers_: bool = typer.Option(False, "--papers", help="Print the table of paper numbers and exit."),
 ) -> None:
@@ -140,6 +142,8 @@ def reproduce_command(
         _list_protocols()
         return
     proto = reproduce.get(name)
+    if lr is not None and not lr > 0:
+        raise reproduce.ReproduceError(f"--lr {lr}: must be > 0")
     opts: dict[str, Any] = {
         "families": families, "depths": depths, "shortcuts": shortcuts, "model": model, "sizes": sizes,
         "models": models_, "latency": latency, "repeats": repeats, "gradflow": gradflow,

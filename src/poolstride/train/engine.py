@@ -377,7 +377,12 @@ def _check_or_write_config(rdir: Path, cfg: dict[str, Any]) -> None:
     a, b = _comparable(old), _comparable(new)
     if a == b:
         return
-    if {k: v for k, v in a.items() if k != "init_sha256"} == {k: v for k, v in b.items() if k != "init_sha256"}:
+    derived = ("init_sha256", "optimizer_groups")  # both follow from the model as rebuilt
+
+    def same_definition() -> bool:
+        return {k: v for k, v in a.items() if k not in derived} == {k: v for k, v in b.items() if k not in derived}
+
+    if same_definition() and a.get("init_sha256") != b.get("init_sha256"):
         if "init_sha256" not in a:  # a run directory from before the hash was recorded: adopt it
             write_json(cpath, {**old, "init_sha256": new["init_sha256"], "adaptations": new.get("adaptations")})
             return
