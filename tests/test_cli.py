@@ -51,8 +51,8 @@ def test_models_table_and_sites_json(capsys):
         (["models", "tiny", "--downsample", "blur(size=9)"], "out of range"),
         (["models", "tiny", "--downsample", "warp"], "valid operators"),
         (["models", "allcnn-c:zigzag"], "variant"),
-        (["inspect", "tiny", "--input", "3x8x8", "-o", "downsample=blur(base=max,k=7)"], "too small"),
-        (["inspect", "tiny", "-o", "downsample=max", "--downsample", "avg"], "twice"),
+        (["inspect", "tiny", "--input", "3x8x8", "-O", "downsample=blur(base=max,k=7)"], "too small"),
+        (["inspect", "tiny", "-O", "downsample=max", "--downsample", "avg"], "twice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, args, needle):

@@ -39,9 +39,9 @@ def test_inspect_json_schema(capsys):
 
 
 def test_inspect_table_and_options(capsys):
-    rc, out, _ = run(capsys, "inspect", "tiny", "--input", "3x16x16", "-d", "blur")
+    rc, out, _ = run(capsys, "inspect", "tiny", "--input", "3x16x16", "--downsample", "blur")
     assert rc == 0 and "receptive field" in out and "training step" in out and "blur" in out
-    rc, out, _ = run(capsys, "inspect", "resnet50", "-o", "stem=s1pool", "--json")
+    rc, out, _ = run(capsys, "inspect", "resnet50", "-O", "stem=s1pool", "--json")
     d = json.loads(out)
     assert any(layer["site"] and layer["site"]["op"].startswith("convpool") for layer in d["layers"])
 

@@ -119,8 +119,8 @@ CASES: list[tuple[str, str | tuple[str, ...]]] = [
     ("inspect allcnn-c --input 3x2x2", "allcnn-c cannot run on a 3x2x2 input"),
     ("inspect mynet:avgnet --input 3x1x1", "Output size is too small"),
     ("inspect mynet:avgnet --input 1x32x32", "mynet:avgnet cannot run on a 1x32x32 input"),
-    ("inspect tiny -o bogus=1", "tiny: bad option"),
-    ("inspect mynet:build -o bogus=1", "calling build() failed: TypeError"),
+    ("inspect tiny -O bogus=1", "tiny: bad option"),
+    ("inspect mynet:build -O bogus=1", "calling build() failed: TypeError"),
     ("inspect mynet:nosuch", "module 'mynet' has no attribute 'nosuch'"),
     ("inspect nosuch", "unknown model 'nosuch'"),
     ("inspect torchvision:resnt18", NOT_INSTALLED_OR_UNKNOWN_TV),
@@ -131,8 +131,8 @@ CASES: list[tuple[str, str | tuple[str, ...]]] = [
     # ---- cost
     ("cost tiny --input 3x2x2 --no-latency", "too small"),
     ("cost mynet:avgnet --input 3x1x1 --no-latency", "cannot run on 3x1x1 input"),
-    ("cost tiny -o bogus=1 --no-latency", "tiny: bad option"),
-    ("cost mynet:build -o bogus=1 --no-latency", "calling build() failed: TypeError"),
+    ("cost tiny -O bogus=1 --no-latency", "tiny: bad option"),
+    ("cost mynet:build -O bogus=1 --no-latency", "calling build() failed: TypeError"),
     ("cost tiny --variants max,[ --no-latency", "unbalanced bracket"),
     ("cost tiny --variants max,,avg --no-latency", "empty entry"),
     ("cost tiny --variants a=max,a=avg --no-latency", "given twice"),
@@ -159,7 +159,7 @@ CASES: list[tuple[str, str | tuple[str, ...]]] = [
     ("gradflow tiny --checkpoint resnet20.pt", "checkpoint does not fit the model"),
     ("gradflow tiny --checkpoint nothere.pt", "cannot load checkpoint nothere.pt: no such file"),
     ("gradflow tiny --checkpoint notstudy", "notstudy: it is a directory"),
-    ("gradflow tiny -o bogus=1", "tiny: bad option"),
+    ("gradflow tiny -O bogus=1", "tiny: bad option"),
     ("gradflow tiny --erf afile/x.png", "afile is a file, not a directory"),
     ("gradflow tiny --erf notstudy", "--erf notstudy: is a directory"),
     ("gradflow tiny --erf erf.txt", "give a file name ending in .png"),
@@ -168,8 +168,8 @@ CASES: list[tuple[str, str | tuple[str, ...]]] = [
     (f"convert tiny --policy {POLICY} --input 1x32x32", "to have 3 channels, but got 1 channels"),
     (f"convert tiny --policy {POLICY} --input 3x2x2", "too small"),
     (f"convert tiny --policy {POLICY} --input 3x0", "bad --input '3x0'"),
-    (f"convert tiny --policy {POLICY} -o bogus=1", "tiny: bad option"),
-    (f"convert mynet:build --policy {POLICY} -o bogus=1", "calling build() failed: TypeError"),
+    (f"convert tiny --policy {POLICY} -O bogus=1", "tiny: bad option"),
+    (f"convert mynet:build --policy {POLICY} -O bogus=1", "calling build() failed: TypeError"),
     (f"convert mynet:broken --policy {POLICY}", "factory exploded"),
     (f"convert tiny --policy {POLICY} --out afile/x.pt", "afile is a file, not a directory"),
     (f"convert tiny --policy {POLICY} --out notstudy", "--out notstudy: is a directory"),
@@ -203,7 +203,7 @@ CASES: list[tuple[str, str | tuple[str, ...]]] = [
     ("alias tiny --checkpoint junk.pt", "cannot load checkpoint junk.pt: not a readable state_dict"),
     ("alias tiny --checkpoint empty.pt", "empty or truncated"),
     ("alias tiny --checkpoint nothere.pt", "cannot load checkpoint nothere.pt: no such file"),
-    ("alias tiny -o bogus=1", "tiny: bad option"),
+    ("alias tiny -O bogus=1", "tiny: bad option"),
     ("alias torchvision:resnt18", NOT_INSTALLED_OR_UNKNOWN_TV),
     ("alias max --out afile", "--out afile: is a file, not a directory"),
     ("alias max --out afile/x", "afile is a file, not a directory"),
@@ -369,3 +369,20 @@ def test_a_bug_keeps_its_traceback_and_asks_for_a_report(casedir, capsys, monkey
     assert "Traceback" in err and type(exc).__name__ in err
     assert err.strip().splitlines()[-1].startswith("this is a bug in poolstride")
     assert "poolstride inspect tiny" in err and "interrupted" not in err
+
+
+def test_one_meaning_per_short_flag_across_commands():
+    """-o is always --out, -O always a model option, -d always --dataset, -b always --batch (issue 12)."""
+    import typer.main
+
+    from poolstride.cli.common import app
+
+    meaning: dict[str, set[str]] = {}
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        for p in cmd.params:
+            longs = sorted(o for o in p.opts if o.startswith("--"))
+            for short in (o for o in p.opts if len(o) == 2 and o.startswith("-")):
+                meaning.setdefault(short, set()).add(longs[0] if longs else p.name or name)
+    clashes = {k: v for k, v in meaning.items() if len(v) > 1 and not v <= {"--variant", "--variants"}}
+    assert not clashes, clashes

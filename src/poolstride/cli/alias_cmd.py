@@ -90,20 +90,23 @@ def _is_model(target: str) -> bool:
 @app.command("alias")
 def alias_command(
     target: str = typer.Argument(None, metavar="[OPS|MODEL]", help=_HELP_TARGET),
-    size: int = typer.Option(32, "--size", "-s", min=1, help="Input side n of the probe (a multiple of the stride)."),
+    size: int = typer.Option(32, "--size", min=1, help="Input side n of the probe (a multiple of the stride)."),
     stride: int = typer.Option(2, "--stride", min=1, help="Stride of the operators."),
     offset: float = typer.Option(0.5, "--offset", help="Probe offset: offset + amplitude * cos(...)."),
     amplitude: float = typer.Option(0.5, "--amplitude", help="Probe amplitude (non-linear operators depend on it)."),
     freqs: str = typer.Option("0.1,0.2,0.3", "--freqs", help="Frequencies (cycles/px) of the gain columns."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     out: Path = typer.Option(
-        None, "--out", help="Write alias.json here, and a figure per operator (PNG + SVG) or, with --study, alias.md."
+        None,
+        "--out",
+        "-o",
+        help="Write alias.json here, and a figure per operator (PNG + SVG) or, with --study, alias.md.",
     ),
     study: Path = typer.Option(None, "--study", help="A study directory: per-site alias ratios of its checkpoints."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="MODEL: load this state dict ({'model': ...} ok)."),
     input_size: str = typer.Option(None, "--input", "-i", help="MODEL: input CxHxW (default: the model's)."),
-    downsample: str = typer.Option(None, "--downsample", "-d", help="MODEL: operator at every site (built-in)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="MODEL: option key=value."),
+    downsample: str = typer.Option(None, "--downsample", help="MODEL: operator at every site (built-in)."),
+    option: list[str] = typer.Option(None, "--model-opt", "--option", "-O", help="MODEL: option key=value."),
     max_size: int = typer.Option(32, "--max-size", min=4, help="MODEL/--study: largest probe side per site."),
 ) -> None:
     """Aliasing of downsampling operators: alias ratio, gains, shift sensitivity (docs/alias.md)."""

@@ -74,9 +74,13 @@ def convert_command(
     min_channels: int = typer.Option(0, "--min-channels", help="Only sites with at least this many input channels."),
     init: str = typer.Option("default", "--init", help="default, or preserve (function-preserving where possible)."),
     input_size: str = typer.Option(None, "--input", help="Input CxHxW for the probe (default: the model's own)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Model constructor option key=value (repeatable)."),
+    option: list[str] = typer.Option(
+        None, "--model-opt", "--option", "-O", help="Model constructor option key=value (repeatable)."
+    ),
     lenient: bool = typer.Option(False, "--lenient", help="Leave sites the policy cannot apply to, with a warning."),
-    out: str = typer.Option(None, "--out", help="Save the converted weights + recipe here (loads with weights_only)."),
+    out: str = typer.Option(
+        None, "--out", "-o", help="Save the converted weights + recipe here (loads with weights_only)."
+    ),
     diff: bool = typer.Option(False, "--diff", help="Also print a diff of the model's structure."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:

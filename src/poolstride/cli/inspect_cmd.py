@@ -78,8 +78,10 @@ def inspect_command(
     ),
     input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW, e.g. 3x224x224 (default: the model's)."),
     batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size for the counts."),
-    downsample: str = typer.Option(None, "--downsample", "-d", help="Operator at every site of a built-in model."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. stem=s1pool."),
+    downsample: str = typer.Option(None, "--downsample", help="Operator at every site of a built-in model."),
+    option: list[str] = typer.Option(
+        None, "--model-opt", "--option", "-O", help="Model option key=value, e.g. stem=s1pool."
+    ),
     all_layers: bool = typer.Option(False, "--all", help="Also list views and data movement (flatten, cat...)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/analysis.md)."),
 ) -> None:
@@ -160,7 +162,9 @@ def cost_command(
     num_classes: int = typer.Option(
         None, "--num-classes", min=1, help="Adapt the classifier to N classes, as `compare` does for a dataset."
     ),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. stem=s1pool."),
+    option: list[str] = typer.Option(
+        None, "--model-opt", "--option", "-O", help="Model option key=value, e.g. stem=s1pool."
+    ),
     latency: bool = typer.Option(True, "--latency/--no-latency", help="Measure latency and peak memory."),
     batch: int = typer.Option(1, "--batch", "-b", min=1, help="Batch size for the latency measurement."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats (median and IQR)."),
@@ -371,7 +375,9 @@ def gradflow_command(
     ),
     input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW (default: the model's)."),
     batch: int = typer.Option(8, "--batch", "-b", min=1, help="Batch of random images (labels drawn at random)."),
-    option: list[str] = typer.Option(None, "--option", "-o", help="Model option key=value, e.g. shortcut=fish."),
+    option: list[str] = typer.Option(
+        None, "--model-opt", "--option", "-O", help="Model option key=value, e.g. shortcut=fish."
+    ),
     checkpoint: str = typer.Option(None, "--checkpoint", help="A state dict to load (default: at init)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the initialisation and the batch."),
     erf_png: str = typer.Option(None, "--erf", help="Also compute the effective receptive field; write it here (PNG)."),

@@ -14,7 +14,7 @@ from .common import app, console, print_json
 @app.command("models")
 def models_command(
     name: str = typer.Argument(None, help="Show the sites of one model, e.g. allcnn-c:all-cnn or resnet20."),
-    downsample: str = typer.Option(None, "--downsample", "-d", help="Operator spec for every site, e.g. blur."),
+    downsample: str = typer.Option(None, "--downsample", help="Operator spec for every site, e.g. blur."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """List the built-in model families with their sites and default operators."""

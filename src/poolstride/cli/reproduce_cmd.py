@@ -96,7 +96,7 @@ def reproduce_command(
     name: str | None = typer.Argument(
         None, metavar="NAME", help="allcnn, resnet-shortcuts, stem, blurpool or mishkin-pooling (none: list them)."
     ),
-    budget: str = typer.Option("quick", "--budget", "-b", help="quick (scaled, same recipe for all) or paper."),
+    budget: str = typer.Option("quick", "--budget", help="quick (scaled, same recipe for all) or paper."),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Where CIFAR-10 is: cifar-10-batches-py/ or train_*.npz + test.npz."
     ),
