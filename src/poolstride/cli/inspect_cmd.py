@@ -25,14 +25,14 @@ from .common import (
 )
 
 
-def _h(n: float | int | None, unit: str = "") -> str:
-    """4089184256 -> '4.09G'."""
+def _h(n: float | int | None, unit: str = "", digits: int = 3) -> str:
+    """4089184256 -> '4.09G' (``digits`` significant digits)."""
     if n is None:
         return "-"
     x = float(n)
     for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
-            return f"{x / div:.3g}{suf}{unit}"
+            return f"{x / div:.{digits}g}{suf}{unit}"
     return f"{int(x) if x.is_integer() else round(x, 3)}{unit}"
 
 
@@ -266,7 +266,9 @@ def cost_command(
     for row in rows:
         mx = row["ratio"]["macs"]
         cells = [
-            row["variant"], _h(row["params"]), _h(row["macs"]), f"{mx:.2f}" if mx else "-", _h(row["other_ops"]),
+            # params with 5 significant digits: a +37k change on an 11.7M net must show (11.690M -> 11.727M)
+            row["variant"], _h(row["params"], digits=5), _h(row["macs"]), f"{mx:.2f}" if mx else "-",
+            _h(row["other_ops"]),
             _bytes(row["activation_bytes"]), _g(row["rf"]) + (" !" if row["misaligned"] else ""), _g(row["jump"]),
         ]  # fmt: skip
         if latency:
