@@ -24,6 +24,7 @@ from .common import (
     print_json,
     torch_load_error,
 )
+from .common import examples as _examples
 
 _HELP_TARGET = (
     "Operators, comma-separated specs (e.g. 'max,avg,blur(base=avg,size=3)'; 'subsample' = plain subsampling), "
@@ -87,7 +88,16 @@ def _is_model(target: str) -> bool:
     )
 
 
-@app.command("alias")
+@app.command(
+    "alias",
+    epilog=_examples(
+        [
+            "poolstride alias",
+            'poolstride alias "max,avg,blur(size=3)" --out alias/',
+            "poolstride alias --study runs/STUDY",
+        ]
+    ),
+)
 def alias_command(
     target: str = typer.Argument(None, metavar="[OPS|MODEL]", help=_HELP_TARGET),
     size: int = typer.Option(32, "--size", min=1, help="Input side n of the probe (a multiple of the stride)."),

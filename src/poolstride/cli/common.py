@@ -217,6 +217,11 @@ def input_must_fit(
         raise ModelError(f"{name} cannot run on a {'x'.join(map(str, size))} input (--input): {why}{hint}") from e
 
 
+def examples(lines: list[str]) -> str:
+    """A command's help epilog: real examples, one per line (rich keeps blank-line-separated lines)."""
+    return "Examples:\n\n" + "\n\n".join(f"  {x}" for x in lines)
+
+
 __all__ = [
     "app",
     "check_out_dir",

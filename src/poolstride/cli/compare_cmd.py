@@ -13,6 +13,7 @@ from ..errors import PoolstrideError
 from ..resolve import parse_options
 from ..study.render import StudyProgress, _count, _fmt, decision_lines, summary_table
 from .common import app, console, err_console, load_checkpoint, print_json
+from .common import examples as _examples
 
 MODEL_HELP = (
     "Any model: a built-in name (tiny, allcnn-c, resnet20...), torchvision:NAME, timm:NAME, or "
@@ -59,7 +60,16 @@ def _remove_empty(dirs: list[Path]) -> None:
             d.rmdir()
 
 
-@app.command("compare")
+@app.command(
+    "compare",
+    epilog=_examples(
+        [
+            "poolstride compare",
+            'poolstride compare --model mynet:build --per-site "pool->conv(k=3)"',
+            'poolstride compare -m resnet20 -d cifar10 --data-dir ../shared/data -v "default,blur" --jobs 2',
+        ]
+    ),
+)
 def compare_command(
     model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
     variants: str = typer.Option(None, "--variants", "-v", help=VARIANTS_HELP),
@@ -202,7 +212,16 @@ def compare_command(
         )
 
 
-@app.command("train")
+@app.command(
+    "train",
+    epilog=_examples(
+        [
+            "poolstride train --variant blur --epochs 2",
+            'poolstride train --model torchvision:resnet18 --variant "pool->conv(k=3)" --weights r18.pt',
+            "torchrun --nproc-per-node 2 --no-python poolstride train --model resnet20",
+        ]
+    ),
+)
 def train_command(
     model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
     variant: str = typer.Option(

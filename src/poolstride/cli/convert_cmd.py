@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from .common import app, check_out_file, console, err_console, input_must_fit, parse_input_size, print_json
+from .common import examples as _examples
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -53,7 +54,15 @@ def _size(s: tuple[int, int] | None) -> str:
     return "?" if s is None else f"{s[0]}x{s[1]}"
 
 
-@app.command("convert")
+@app.command(
+    "convert",
+    epilog=_examples(
+        [
+            'poolstride convert torchvision:resnet18 --policy "conv->conv(s=1)+act+blur(size=4)" --skip stem',
+            'poolstride convert resnet50 --policy "shortcut->avg+1x1" --init preserve --out r50d.pt',
+        ]
+    ),
+)
 def convert_command(
     model: str = typer.Argument(
         ..., help="Model: a built-in name, torchvision:NAME, timm:NAME or package.module:callable."

@@ -23,6 +23,7 @@ from .common import (
     parse_input_size,
     print_json,
 )
+from .common import examples as _examples
 
 
 def _h(n: float | int | None, unit: str = "", digits: int = 3) -> str:
@@ -70,7 +71,12 @@ def _input(text: str | None, default: tuple[int, int, int]) -> tuple[int, int, i
     return parse_input_size(text) if text else default
 
 
-@app.command("inspect")
+@app.command(
+    "inspect",
+    epilog=_examples(
+        ["poolstride inspect resnet50 -O stem=s1pool", "poolstride inspect torchvision:resnet18 --input 3x32x32 --json"]
+    ),
+)
 def inspect_command(
     model: str = typer.Argument(
         ...,
@@ -146,7 +152,15 @@ def inspect_command(
     console.print("[dim]conventions: docs/conventions.md (MACs are not FLOPs; pooling counted by its kernel)[/]")
 
 
-@app.command("cost")
+@app.command(
+    "cost",
+    epilog=_examples(
+        [
+            'poolstride cost resnet20 --variants "conv(k=3),max,blur(base=max,size=3)"',
+            'poolstride cost mynet:build --input 3x32x32 --num-classes 10 -v "default,pool->conv(k=3)"',
+        ]
+    ),
+)
 def cost_command(
     model: str = typer.Argument(
         ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
@@ -291,7 +305,12 @@ def cost_command(
     )
 
 
-@app.command("explain")
+@app.command(
+    "explain",
+    epilog=_examples(
+        ["poolstride explain", "poolstride explain stem", 'poolstride explain "max,blur(size=3)" --input 6x6']
+    ),
+)
 def explain_command(
     what: str = typer.Argument(
         None,
@@ -370,7 +389,10 @@ def _print_ops(d: dict[str, Any]) -> None:
     _show(t)
 
 
-@app.command("gradflow")
+@app.command(
+    "gradflow",
+    epilog=_examples(["poolstride gradflow resnet110 -O shortcut=fish", "poolstride gradflow resnet20 --erf erf.png"]),
+)
 def gradflow_command(
     model: str = typer.Argument(
         ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."

@@ -9,9 +9,10 @@ from rich.table import Table
 
 from .. import models
 from .common import app, console, print_json
+from .common import examples as _examples
 
 
-@app.command("models")
+@app.command("models", epilog=_examples(["poolstride models", "poolstride models resnet20"]))
 def models_command(
     name: str = typer.Argument(None, help="Show the sites of one model, e.g. allcnn-c:all-cnn or resnet20."),
     downsample: str = typer.Option(None, "--downsample", help="Operator spec for every site, e.g. blur."),

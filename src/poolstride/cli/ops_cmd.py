@@ -9,9 +9,10 @@ from rich.table import Table
 
 from .. import ops
 from .common import app, console, print_json
+from .common import examples as _examples
 
 
-@app.command("ops")
+@app.command("ops", epilog=_examples(["poolstride ops", "poolstride ops blur --json"]))
 def ops_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

@@ -8,9 +8,18 @@ import typer
 from rich.table import Table
 
 from .common import app, console, print_json
+from .common import examples as _examples
 
 
-@app.command("report")
+@app.command(
+    "report",
+    epilog=_examples(
+        [
+            "poolstride report runs/tiny-textures-demo-0212e1f1",
+            "poolstride report STUDY_DIR --baseline max --bootstrap --json > report.json",
+        ]
+    ),
+)
 def report_command(
     study_dir: str = typer.Argument(
         ..., metavar="STUDY_DIR", help="A study directory written by `poolstride compare`."
@@ -81,7 +90,10 @@ def _print_summary(data: dict, index: object) -> None:
     console.print(f"report: {index}", markup=False, highlight=False)
 
 
-@app.command("status")
+@app.command(
+    "status",
+    epilog=_examples(["poolstride status runs/tiny-textures-demo-0212e1f1", "poolstride status STUDY_DIR --json"]),
+)
 def status_command(
     study_dir: str = typer.Argument(..., metavar="STUDY_DIR", help="A study directory (local or shared storage)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from .common import app, console, err_console, print_json
+from .common import examples as _examples
 
 _VERDICT_STYLE = {"holds": "green", "does not hold": "red", "cannot tell": "yellow", "not tested": "dim"}
 
@@ -91,7 +92,12 @@ def _print(rep: Any) -> None:
         console.print(f"note: {n}", style="dim", markup=False, highlight=False)
 
 
-@app.command("reproduce")
+@app.command(
+    "reproduce",
+    epilog=_examples(
+        ["poolstride reproduce stem", "poolstride reproduce blurpool --data-dir ../shared/data/cifar10 --budget quick"]
+    ),
+)
 def reproduce_command(
     name: str | None = typer.Argument(
         None, metavar="NAME", help="allcnn, resnet-shortcuts, stem, blurpool or mishkin-pooling (none: list them)."
