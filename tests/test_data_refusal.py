@@ -85,3 +85,29 @@ def test_python_datasets_get_the_same_checks():
     ):
         with pytest.raises(DataError, match=match):
             load_dataset(bad)
+
+
+def test_one_class_image_folder_and_the_torchvision_spelling(tmp_path, capsys, monkeypatch):
+    from skimage import io
+
+    from poolstride.data import load
+
+    monkeypatch.setenv("POOLSTRIDE_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "folder"
+    for split, n in (("train", 6), ("test", 2)):
+        (root / split / "cat").mkdir(parents=True)
+        for i in range(n):
+            io.imsave(root / split / "cat" / f"{i}.png", _imgs(1, s=8, seed=i)[0], check_contrast=False)
+    argv = ["compare", "--dataset", "imagefolder", "--data-dir", str(root), "--out", str(tmp_path / "s")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 class; a classifier study needs at least 2 classes" in err and err.count("\n") == 1
+    assert not (tmp_path / "s").exists()
+    for split, n in (("train", 6), ("test", 2)):  # a second class: now it loads, spelled either way
+        (root / split / "dog").mkdir()
+        for i in range(n):
+            io.imsave(root / split / "dog" / f"{i}.png", _imgs(1, s=8, seed=10 + i)[0], check_contrast=False)
+    a, b = load("imagefolder", data_dir=root), load(f"imagefolder:{root}")
+    assert a.classes == b.classes == ["cat", "dog"] and len(a.x_train) == 12
+    assert main(["compare", "--dataset", "imagefolder", "--out", str(tmp_path / "t")]) == 2
+    assert "needs --data-dir" in capsys.readouterr().err

@@ -134,6 +134,9 @@ def compare_command(
     slurm: str = typer.Option(
         None, "--slurm", help="sbatch parameters for --launcher slurm, e.g. partition=gpu,gpus_per_task=1,time=60."
     ),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also write TensorBoard events per run (runs/*/seed*/tensorboard; the extra)."
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -184,6 +187,7 @@ def compare_command(
             launcher=launcher,
             slurm=slurm,
             from_study=from_study,
+            tensorboard=tensorboard,
             batch_size=batch_size,
             lr=lr,
             amp=amp,

@@ -61,6 +61,11 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = False, 
     if not isinstance(name, str) or not name.strip():
         raise DataError(f"dataset name must be a non-empty string; valid: {', '.join(names())}")
     key = name.strip()
+    if key.lower() in ("imagefolder", "npz"):  # the torchvision habit: --dataset imagefolder --data-dir DIR
+        if data_dir is None:
+            raise DataError(f"--dataset {key} needs --data-dir DIR (or write {key}:DIR)")
+        key = f"{key.lower()}:{Path(data_dir).expanduser()}"
+        data_dir = None
     prefix, sep, rest = key.partition(":")
     if sep and prefix.lower() in ("npz", "imagefolder"):
         if rest and data_dir is not None and not Path(rest).expanduser().is_absolute():
