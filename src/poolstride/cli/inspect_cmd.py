@@ -60,8 +60,16 @@ def _pair(p: list[float] | None) -> str:
 
 
 def _show(table: Table) -> None:
-    """Print a table; when stdout is not a terminal (pipes, files, tests) do not squeeze it into 80 columns."""
+    """Print a table; when stdout is not a terminal (pipes, files, tests) do not squeeze it into 80 columns. In a
+    narrow terminal, text cells wrap (fold) instead of being cut to 'featu…', and the box gets lighter."""
     if console.is_terminal:
+        if console.width < 140:
+            from rich import box
+
+            table.box = box.SIMPLE_HEAD
+            table.padding = (0, 1) if console.width >= 100 else (0, 0)
+            for col in table.columns:
+                col.overflow = "fold"
         console.print(table)
     else:
         Console(width=max(console.width, 200)).print(table)
@@ -376,17 +384,22 @@ def _print_ops(d: dict[str, Any]) -> None:
     console.print(f"input ({d['input_size'][1]}x{d['input_size'][2]}, one channel):")
     console.print(grid(d["input"]), highlight=False)
     t = Table(title="stride-2 downsampling of this map (learnable ops shown with an averaging init)")
-    for c in ("operator", "output", "params (C=1)", "params (C=64)", "MACs", "other ops", "RF", "centre"):
+    n_alias = d.get("alias_size", [8, 8])[0]
+    cols = ("operator", "output", "params (C=1)", "params (C=64)", "MACs", "other ops", "RF", "centre")
+    for c in (*cols, f"alias ratio ({n_alias}x{n_alias})"):
         t.add_column(c, justify="left" if c in ("operator", "output") else "right")
     for r in d["operators"]:
         if r.get("error"):
-            t.add_row(r["spec"], f"[red]{r['error']}[/]", "", "", "", "", "", "")
+            t.add_row(r["spec"], f"[red]{r['error']}[/]", "", "", "", "", "", "", "")
             continue
+        ar = "-" if r.get("alias_ratio") is None else f"{r['alias_ratio']:.3f}"
         t.add_row(
             r["spec"], grid(r["output"]), str(r["params"]), f"{r['params_c64']:,}", str(r["macs"]),
-            str(r["other_ops"]), "global" if r["rf_global"] else _g(r["rf"]), _g(r["center"]),
+            str(r["other_ops"]), "global" if r["rf_global"] else _g(r["rf"]), _g(r["center"]), ar,
         )  # fmt: skip
     _show(t)
+    if d.get("alias_note"):
+        console.print(d["alias_note"] + ".", highlight=False)
 
 
 @app.command(
