@@ -12,6 +12,7 @@
 #   4. torch.compile path: one tiny run with --compile                                 [<= 90 s]
 #   5. All-CNN-C: Model C base vs All-CNN-C (papers.md 1.3 "paper" recipe shortened to  [<= 240 s]
 #      15 epochs, no augmentation) on CIFAR-10 if $CIFAR (npz dir) exists, else textures
+#   6. GPU packing: ResNet-20 runs/hour at --jobs 1/2/4/8 on the one device              [<= 300 s]
 # Everything lands in $OUT (default ./gpu_check_out): logs, JSON results, study dirs, summary.txt.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,5 +67,25 @@ step compile 90 poolstride train --device cuda --recipe fast --epochs 3 --downsa
 if [ -f "$CIFAR/test.npz" ]; then DATA="npz:$CIFAR"; else DATA=textures; fi
 step allcnn 240 poolstride compare --device cuda --model allcnn-c --dataset "$DATA" --recipe paper \
   --epochs 15 --seeds 1 --variants allcnn-c:base,allcnn-c:all-cnn --out "$OUT/study_allcnn" --no-report
+
+# 6. GPU packing: ResNet-20 runs/hour with --jobs 1/2/4/8 worker processes sharing the one device  [<= 4 x 75 s]
+for J in 1 2 4 8; do
+  step "pack_j$J" 75 poolstride compare --device cuda --model resnet20 --dataset "$DATA" --recipe demo --epochs 2 \
+    --seeds 8 --variants max --jobs "$J" --out "$OUT/pack_j$J" --no-report
+done
+python - "$OUT" <<'PY' | tee -a "$SUMMARY"
+import json, re, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for j in (1, 2, 4, 8):
+    log = (out / f"pack_j{j}.log").read_text() if (out / f"pack_j{j}.log").exists() else ""
+    m = re.search(r"study directory: \S+\s+\(([0-9.]+) s\)", log)
+    runs = len(list((out / f"pack_j{j}").rglob("result.json")))
+    if m and runs:
+        print(f"packing --jobs {j}: {runs} ResNet-20 runs in {float(m.group(1)):.1f} s = "
+              f"{runs * 3600 / float(m.group(1)):.0f} runs/hour")
+    else:
+        print(f"packing --jobs {j}: no timing ({runs} runs finished)")
+PY
 
 echo "=== done; see $SUMMARY" | tee -a "$SUMMARY"
