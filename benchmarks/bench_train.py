@@ -117,6 +117,26 @@ def roofline(dev: torch.device, dtype: torch.dtype, reps: int = 8) -> float:
     return 2 * macs / best / 1e9
 
 
+def train_roofline(dev: torch.device, dtype: torch.dtype, reps: int = 5) -> float:
+    """GFLOP/s of the same conv's forward + backward (grad input and grad weight: 3x the forward MACs): the
+    ceiling a training step can reach, usually below the forward-only roofline."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev, dtype).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 256, 32, 32, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    macs = 3 * 8 * 256 * 256 * 9 * 32 * 32
+    best = float("inf")
+    for i in range(reps + 2):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        conv(x).sum().backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            best = min(best, time.perf_counter() - t)
+    return 2 * macs / best / 1e9
+
+
 def train_step_macs(name: str, size: tuple[int, int, int] = (3, 32, 32)) -> int:
     """Forward + backward MACs per image, from poolstride's own analysis (docs/conventions.md)."""
     from poolstride.analysis import inspect
@@ -138,11 +158,14 @@ def main() -> None:
     dev = resolve_device(args.device)
     out = []
     peak32 = roofline(dev, torch.float32)
+    ceil32 = train_roofline(dev, torch.float32)
     peak16 = roofline(dev, torch.bfloat16) if uses_bf16(dev, "auto") else None
     if not args.json:
         print(
             f"roofline ({torch.get_num_threads()} threads, 3x3 conv forward, channels_last): fp32 {peak32:.0f} GFLOP/s"
-            + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ", no native bf16"),
+            + (f", bf16 {peak16:.0f} GFLOP/s" if peak16 else ", no native bf16")
+            + f"; the same conv forward+backward (a training step's ceiling): fp32 {ceil32:.0f} GFLOP/s"
+            f" = {ceil32 / peak32:.0%} of the forward roofline",
             flush=True,
         )
     for name in args.models.split(","):
@@ -171,7 +194,7 @@ def main() -> None:
             row["ratio_fp32_best"] = row["poolstride_fp32_img_s"] / pw
         flop = 2 * train_step_macs(name)  # per image, forward + backward
         ours_peak = peak16 if peak16 and row["precision"] != "fp32" else peak32
-        row["roofline_gflops"] = {"fp32": peak32, "bf16": peak16}
+        row["roofline_gflops"] = {"fp32": peak32, "bf16": peak16, "fp32_train_step_ceiling": ceil32}
         row["achieved_gflops"] = {"plain_fp32": flop * pw / 1e9, "poolstride": flop * ow / 1e9}
         row["fraction_of_roofline"] = {
             "plain_fp32": flop * pw / 1e9 / peak32,
