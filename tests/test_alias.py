@@ -417,3 +417,88 @@ def test_cli_model_and_study(capsys, tmp_path):
     assert "## Aliasing at the downsampling sites" in (out_dir / "alias.md").read_text()
     rc, _, err = run(capsys, "alias", "--study", str(tmp_path / "nope"))
     assert rc == 2 and "not a study directory" in err
+
+
+# -- issue 14: the 2x2 average's exact response, explain's alias column, the report, circular padding -----------------
+def test_avg_exact_response_is_the_product_of_cosines():
+    """|H| of the 2x2 average = |cos(pi fx) cos(pi fy)| (f in cycles per input pixel) at every DFT bin."""
+    n = 16
+    op, _ = alias.build_op("avg")
+    filt = alias.effective_filter(alias.Runner.make(op, n, 2))
+    aa, bb = (g.ravel() for g in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    fx, fy = aa / n, bb / n
+    np.testing.assert_allclose(
+        np.sqrt(filt.response(aa, bb)), np.abs(np.cos(np.pi * fx) * np.cos(np.pi * fy)), atol=1e-6
+    )
+
+
+def test_explain_shows_each_operators_alias_ratio(capsys):
+    import poolstride.cli.inspect_cmd  # noqa: F401  (registers `poolstride explain`)
+    from poolstride.analysis.explain import alias_size, explain_ops
+
+    assert alias_size((4, 4)) == 8 and alias_size((16, 12)) == 12
+    d = explain_ops("max,avg,conv(k=2),spectral")
+    ar = {r["spec"]: r["alias_ratio"] for r in d["operators"]}
+    assert d["alias_size"] == [8, 8] and "8x8" in d["alias_note"]
+    ref = alias.analyze_op("avg", size=8)
+    assert ar["avg"] == pytest.approx(ref.exact_alias_ratio, abs=1e-4)
+    assert ar["conv(k=2)"] == pytest.approx(ar["avg"], abs=1e-4)  # the averaging init is the 2x2 average
+    assert ar["spectral"] == pytest.approx(0.0, abs=1e-4) and 0 < ar["max"] < 1
+    rc, out, _ = run(capsys, "explain", "max,avg", "--json")
+    assert rc == 0 and all("alias_ratio" in r for r in json.loads(out)["ops"]["operators"])
+    rc, out, _ = run(capsys, "explain", "max,avg")
+    assert rc == 0 and "alias ratio (8x8)" in out and f"{ar['avg']:.3f}" in out
+
+
+def test_report_aliasing_section_shows_shift_consistency():
+    res = {
+        "runs": [],
+        "summary": [
+            {"variant": "max", "path": "features.3", "op": "max", "seeds": 1, "alias_ratio": 0.5, "shift_std": 0.4},
+            {"variant": "aps", "path": "features.3", "op": "aps", "seeds": 1, "alias_ratio": 0.3, "shift_std": 0.0},
+        ],
+    }
+    variants = [
+        {"name": "max", "shift_consistency": {"mean": 81.25}, "shift_consistency_circular": {"mean": 77.5}},
+        {"name": "aps", "shift_consistency": {"mean": 90.0}, "shift_consistency_circular": {"mean": 100.0}},
+    ]
+    md = alias.study_markdown(res, variants)
+    assert "| shift-consistency % | circular % |" in md and "shift-consistency" in md.split("\n")[2]
+    assert "| max | `features.3` | max | 1 | 0.500 | 0.400 | 81.25 | 77.50 |" in md
+    assert "| aps | `features.3` | aps | 1 | 0.300 | 0.000 | 90.00 | 100.00 |" in md
+    assert "circular %" not in alias.study_markdown(res)  # without the variants: as before
+
+
+def test_tiny_padding_option():
+    from poolstride import ModelError, models
+
+    net = models.build("tiny", padding="circular")
+    assert {m.padding_mode for m in net.modules() if isinstance(m, nn.Conv2d)} == {"circular"}
+    assert {m.padding_mode for m in models.build("tiny").modules() if isinstance(m, nn.Conv2d)} == {"zeros"}
+    with pytest.raises(ModelError, match="padding"):
+        models.build("tiny", padding="reflect")
+
+
+def test_circular_tiny_with_aps_is_exactly_circular_shift_consistent(tmp_path):
+    """With circular padding every layer of the tiny net but the site commutes with circular shifts, so with aps
+    the logits do too (circular shift-consistency 100 %), and with max pooling they do not. The report's
+    aliasing section puts these beside the per-site alias ratios."""
+    from poolstride.report import write_report
+    from poolstride.study import compare
+    from poolstride.train import synthetic
+
+    # 512 training images: with 128 (4 steps) both nets still predict one class, trivially 100 % consistent
+    ds = synthetic(n_train=512, n_test=256, num_classes=3, size=16)
+    s = compare(
+        "tiny", "max,aps", seeds=1, epochs=1, dataset=ds, out=tmp_path, report=False, batch_size=32,
+        model_options={"padding": "circular"}, jobs=1,
+    )  # fmt: skip
+    circ = {v["name"]: v["shift_consistency_circular_mean"] for v in s["variants"]}
+    assert circ["aps"] == 100.0 and circ["max"] < 100.0
+    write_report(tmp_path, figures=False)
+    md = (tmp_path / "report" / "report.md").read_text()
+    section = md.split("## Aliasing at the downsampling sites", 1)[1]
+    assert "| shift-consistency % | circular % |" in section
+    assert any(line.startswith("| aps |") and line.rstrip().endswith("| 100.00 |") for line in section.splitlines())
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "<th>circular %</th>" in html.split('id="aliasing"', 1)[1]

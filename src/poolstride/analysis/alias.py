@@ -792,24 +792,62 @@ def summarise_study(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def study_markdown(res: dict[str, Any]) -> str:
-    """A report section (markdown) for :func:`study_alias`'s result."""
+def variant_consistency(variants: Sequence[dict[str, Any]] | None) -> dict[str, tuple[float | None, float | None]]:
+    """Variant name -> (mean shift-consistency, mean circular shift-consistency), in %, from the report data's
+    ``variants`` rows (``shift_consistency.mean``, ``shift_consistency_circular.mean``)."""
+
+    def mean(row: dict[str, Any], key: str) -> float | None:
+        v = (row.get(key) or {}).get("mean")
+        return None if v is None else float(v)
+
+    return {
+        str(r["name"]): (mean(r, "shift_consistency"), mean(r, "shift_consistency_circular"))
+        for r in variants or []
+        if "name" in r
+    }
+
+
+CONSISTENCY_CAPTION = (
+    "Beside each site: its variant's shift-consistency over seeds (mean %, the report's metric: the same top-1 "
+    "class for an image and a shifted copy) with zero padding and with circular shifts, so the aliasing at each "
+    "site and the shift-consistency it is meant to explain sit side by side."
+)
+
+
+def study_markdown(res: dict[str, Any], variants: Sequence[dict[str, Any]] | None = None) -> str:
+    """A report section (markdown) for :func:`study_alias`'s result; ``variants`` (the report data's variant
+    rows) adds each variant's shift-consistency (:func:`variant_consistency`) beside its sites."""
+    sc = variant_consistency(variants)
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    head = "| variant | site | operator | seeds | alias ratio | shift std |"
+    rule = "|---|---|---|---:|---:|---:|"
+    if sc:
+        head += " shift-consistency % | circular % |"
+        rule += "---:|---:|"
     lines = [
         "## Aliasing at the downsampling sites",
         "",
         "Alias ratio of each site's trained operator (docs/alias.md): mean over the stopband of the squared gain at "
         "the folded frequency over the mean squared passband gain, probed with 0.5 + 0.5 cos sinusoids in every input "
-        "channel; 1 = plain subsampling, 0 = no aliasing. Mean (± std over seeds).",
+        "channel; 1 = plain subsampling, 0 = no aliasing. Mean (± std over seeds)."
+        + (" " + CONSISTENCY_CAPTION if sc else ""),
         "",
-        "| variant | site | operator | seeds | alias ratio | shift std |",
-        "|---|---|---|---:|---:|---:|",
+        head,
+        rule,
     ]
     for e in res["summary"]:
         ar = "-" if e["alias_ratio"] is None else f"{e['alias_ratio']:.3f}"
         if e.get("alias_ratio_std") is not None:
             ar += f" ± {e['alias_ratio_std']:.3f}"
         sh = "-" if e["shift_std"] is None else f"{e['shift_std']:.3f}"
-        lines.append(f"| {e['variant']} | `{e['path']}` | {e['op']} | {e['seeds']} | {ar} | {sh} |")
+        line = f"| {e['variant']} | `{e['path']}` | {e['op']} | {e['seeds']} | {ar} | {sh} |"
+        if sc:
+            c, cc = sc.get(e["variant"], (None, None))
+            line += f" {pct(c)} | {pct(cc)} |"
+        lines.append(line)
     missing = [r for r in res["runs"] if r.get("note")]
     if missing:
         lines += ["", "Runs left out: " + "; ".join(f"{r['variant']} seed {r['seed']} ({r['note']})" for r in missing)]
@@ -894,6 +932,7 @@ def save_figure(res: AliasResult, out_dir: str | Path, name: str | None = None) 
 
 __all__ = [
     "BLUR_SIZES",
+    "CONSISTENCY_CAPTION",
     "DEFAULT_FREQS",
     "SUBSAMPLE",
     "AliasResult",
@@ -922,4 +961,5 @@ __all__ = [
     "split_specs",
     "study_alias",
     "study_markdown",
+    "variant_consistency",
 ]

@@ -2,7 +2,9 @@
 
 * :func:`explain_ops` - a small map (4x4 by default, values 1..16) through 2x2 max and average pooling, a
   2x2 stride-2 conv and the other operators: each output, its parameters, its MACs and other ops, and its
-  receptive field. Learnable operators are shown with an *averaging* initialisation (every conv weight
+  receptive field, and its alias ratio (:mod:`poolstride.analysis.alias`) on the example's scale: the
+  smallest square the alias analysis supports at stride 2 (8x8: 4x4 outputs) that is at least the map's
+  smaller side. Learnable operators are shown with an *averaging* initialisation (every conv weight
   1/fan-in, bias 0) so that their outputs are comparable; in training these weights are learnt.
 * :func:`explain_stem` - ResNet-50's stem at stride 1 followed by 2x2 max pooling (``stem="s1pool"``)
   against the stride-2 stem (``stem="original"``): at least 4x the stem MACs, plus the pool's comparisons.
@@ -40,6 +42,31 @@ def _averaging_init(m: nn.Module) -> None:
                     mod.bias.zero_()
 
 
+def alias_size(size: tuple[int, int], stride: int = 2) -> int:
+    """The square the alias ratio of an ``size`` example is probed on: its smaller side rounded down to a
+    multiple of ``stride``, raised to the smallest size the alias analysis supports (``4 * stride``: 4x4
+    outputs; 8 at stride 2, so the 4x4 example is probed at 8x8)."""
+    n = min(size)
+    n -= n % stride
+    return max(n, 4 * stride)
+
+
+def _alias_ratio(op: nn.Module, n: int, stride: int) -> tuple[float | None, str | None]:
+    """(alias ratio, error) of ``op`` (as initialised for the example) on ``n x n`` periodic inputs: the exact
+    figure of a linear operator, the measured one otherwise (:func:`poolstride.analysis.alias.analyze_module`)."""
+    import copy
+
+    from ..errors import PoolstrideError
+    from .alias import analyze_module
+
+    try:
+        res = analyze_module(copy.deepcopy(op).double().eval(), n, stride)
+    except (PoolstrideError, RuntimeError, ValueError) as e:
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    ar = res.exact_alias_ratio if res.exact_alias_ratio is not None else res.alias_ratio
+    return (None if ar is None else round(float(ar), 4)), None
+
+
 def explain_ops(specs: str | Sequence[str] | None = None, size: tuple[int, int] = (4, 4)) -> dict[str, Any]:
     """Walk a ``size`` map (values 1..H*W, one channel) through each operator at stride 2."""
     from .. import ops
@@ -48,6 +75,7 @@ def explain_ops(specs: str | Sequence[str] | None = None, size: tuple[int, int] 
     text = ",".join(specs) if isinstance(specs, (list, tuple)) else specs
     parsed = parse_many(text) if text else [parse(s) for s in default_ops()]
     x = torch.arange(1, h * w + 1, dtype=torch.float32).reshape(1, 1, h, w)
+    n_alias = alias_size((h, w))
     rows: list[dict[str, Any]] = []
     for spec in parsed:
         row: dict[str, Any] = {"spec": str(spec), "name": spec.name}
@@ -61,6 +89,7 @@ def explain_ops(specs: str | Sequence[str] | None = None, size: tuple[int, int] 
             rep = inspect(net, (1, h, w))
             last = rep.layers[-1]
             big = ops.build(spec, 64, 64, stride=2)
+            ar, ar_err = _alias_ratio(op, n_alias, 2)
             row.update(
                 output=[[round(float(v), 4) for v in r] for r in y[0, 0]],
                 out_size=[int(y.shape[-2]), int(y.shape[-1])],
@@ -73,16 +102,25 @@ def explain_ops(specs: str | Sequence[str] | None = None, size: tuple[int, int] 
                 jump=last.jump[0] if last.jump else None,
                 center=last.center[0] if last.center else None,
                 rf_global=last.rf_global,
+                alias_ratio=ar,
+                alias_error=ar_err,
                 error=None,
             )
         except Exception as e:  # noqa: BLE001 - one operator failing must not hide the others
-            row.update(output=None, error=f"{type(e).__name__}: {e}")
+            row.update(output=None, alias_ratio=None, error=f"{type(e).__name__}: {e}")
         rows.append(row)
     return {
         "input": [[float(v) for v in r] for r in x[0, 0]],
         "input_size": [1, h, w],
         "stride": 2,
         "init": "learnable operators: every conv weight 1/fan-in, bias 0 (an average), to make outputs comparable",
+        "alias_size": [n_alias, n_alias],
+        "alias_note": (
+            f"alias ratio (docs/alias.md) of each operator as initialised here, on {n_alias}x{n_alias} periodic "
+            "inputs at stride 2 (the smallest the alias analysis supports is 8x8, 4x4 outputs): stopband over "
+            "passband energy at the folded frequency; 1 = plain subsampling, 0 = no aliasing; exact for a linear "
+            "operator, measured with 0.5 + 0.5 cos sinusoids otherwise"
+        ),
         "operators": rows,
     }
 
@@ -153,4 +191,4 @@ def explain_vgg(channels: int = 64, size: int = 32) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEFAULT_OPS", "default_ops", "explain_ops", "explain_stem", "explain_vgg"]
+__all__ = ["DEFAULT_OPS", "alias_size", "default_ops", "explain_ops", "explain_stem", "explain_vgg"]

@@ -47,7 +47,12 @@ def _add(entry: ModelEntry) -> None:
     _MODELS[entry.name] = entry
 
 
-_add(ModelEntry("tiny", "demo", "tiny demo CNN, 3 pool sites, trains in seconds on a CPU", TinyNet, (3, 32, 32), 10))
+_add(
+    ModelEntry(
+        "tiny", "demo", "tiny demo CNN, 3 pool sites, trains in seconds on a CPU", TinyNet, (3, 32, 32), 10,
+        {"padding": ("zeros", "circular")}, {"padding": "zeros"},
+    )
+)  # fmt: skip
 for _f in "abc":
     _add(
         ModelEntry(

@@ -196,18 +196,31 @@ def render(data: dict[str, Any], report_dir: Path) -> str:
 
     al = data.get("aliasing") or {}
     if al.get("summary"):
+        from ..analysis.alias import CONSISTENCY_CAPTION, variant_consistency
+
+        sc = variant_consistency(data.get("variants"))
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
         rows = [
             [r["variant"], r["path"], str(r.get("op") or ""), str(r["seeds"]),
              "-" if r["alias_ratio"] is None else f"{r['alias_ratio']:.3f}",
              "-" if r["shift_std"] is None else f"{r['shift_std']:.3f}"]
+            + ([pct(v) for v in sc.get(r["variant"], (None, None))] if sc else [])
             for r in al["summary"]
         ]  # fmt: skip
+        head = ["variant", "site", "operator", "seeds", "alias ratio", "shift std"]
+        if sc:
+            head += ["shift-consistency %", "circular %"]
         a('<h2 id="aliasing">Aliasing at the downsampling sites</h2>')
-        a(_table(["variant", "site", "operator", "seeds", "alias ratio", "shift std"], rows, (0, 1, 2)))
+        a(_table(head, rows, (0, 1, 2)))
         a(
             '<p class="caption">Alias ratio of each site\'s trained operator (first seed; docs/alias.md): '
             "energy folded from above the output Nyquist limit over energy passed; 1 = plain subsampling, "
-            "0 = no aliasing. Functional sites (F.max_pool2d) cannot be probed alone and show -.</p>"
+            "0 = no aliasing. Functional sites (F.max_pool2d) cannot be probed alone and show -."
+            + (" " + e(CONSISTENCY_CAPTION) if sc else "")
+            + "</p>"
         )
     prov = (data.get("study") or {}).get("provenance")
     if prov:

@@ -131,7 +131,7 @@ def render(data: dict[str, Any]) -> str:
     if data.get("aliasing") and data["aliasing"].get("summary"):
         from ..analysis.alias import study_markdown
 
-        out.append(study_markdown(data["aliasing"]).rstrip() + "\n")
+        out.append(study_markdown(data["aliasing"], data.get("variants")).rstrip() + "\n")
     for line in provenance_lines(data):
         a(line)
     a(f"<sub>poolstride {data['poolstride']} · {data['schema']} · generated {data['generated']}</sub>")
