@@ -43,8 +43,11 @@ def test_sigint_and_sigterm_exit_codes_resume_line_and_identical_resume(npz, tmp
 
     out = tmp_path / "cut"
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        # SIG_DFL for SIGINT in the child: a background job of a non-interactive shell (how CI may run us)
+        # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
         proc = subprocess.Popen([sys.executable, "-m", "poolstride", *argv(out)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         deadline = time.time() + 120
 
         def epochs() -> int:

@@ -3,7 +3,10 @@ mid-run, resubmission with --retry-failed, and the same per-run metrics as one p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -31,6 +34,24 @@ def npz(tmp_path, monkeypatch):
     return f"npz:{path}"
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux /proc), deepest first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(children.get(c, []))
+    return out[::-1]
+
+
 def _metrics(d: Path) -> list:
     rs = [json.loads(p.read_text()) for p in sorted(d.rglob("result.json"))]
     return sorted((r["variant"], r["seed"], r["acc"], r["loss"], r["shift_consistency"], r["init_sha256"]) for r in rs)
@@ -47,11 +68,16 @@ def test_local_array_kill_one_task_resubmit_equals_one_process(npz, tmp_path):
     deadline = time.time() + 180  # kill task 0 once it has saved an epoch of its first run
     while not list(out.glob("runs/max/seed0/metrics.jsonl")) and time.time() < deadline:
         time.sleep(0.05)
-    victim.cancel()
+    # SIGKILL, as a node failure would (cancel() sends SIGINT, which a shell's background job ignores)
+    proc = getattr(victim, "_process", None)
+    assert proc is not None, "submitit's LocalJob no longer exposes its process"
+    for pid in [*_descendants(proc.pid), proc.pid]:  # submitit's local controller runs the task in a child
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for j in s.jobs[1:]:
         j.wait()
-    while victim.state not in ("CANCELLED", "FAILED", "COMPLETED", "DONE", "INTERRUPTED") and time.time() < deadline:
-        time.sleep(0.1)
+    if proc is not None:
+        proc.wait(timeout=60)
     st = status(out)
     assert not st["complete"] and st["done"] >= 2, st  # task 1's shard finished; task 0's did not
     again = compare(dataset=npz, out=out, launcher="local", jobs=2, retry_failed=True, **ARGS)
