@@ -409,7 +409,8 @@ def costs_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path)
                 np.arange(len(names)),
                 widths,
                 left=lefts,
-                color=OKABE_ITO[(j + 1) % len(OKABE_ITO)],
+                # shades of grey by site order: the variant colours mean variants everywhere else in the report
+                color=str(round(0.25 + 0.55 * j / max(max_sites - 1, 1), 3)),
                 edgecolor="white",
                 lw=0.8,
                 label=f"site {j + 1}",
