@@ -241,3 +241,24 @@ def parse_many(text: str | Sequence[str]) -> list[OpSpec]:
 
 def as_kwargs(spec: OpSpec) -> Mapping[str, Any]:
     return spec.kwargs
+
+
+def split_list(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside (round or square) brackets: ``"max,blur(base=max,size=3)"`` -> two entries."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "(["
+        depth -= ch in ")]"
+        if depth < 0:
+            raise SpecError(f"unbalanced bracket in {text!r}")
+        if ch == sep and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise SpecError(f"unbalanced bracket in {text!r}")
+    out.append(cur.strip())
+    if any(not e for e in out):
+        raise SpecError(f"empty entry in list {text!r}")
+    return out

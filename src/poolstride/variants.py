@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError, PoolstrideError, SpecError
+from .spec import split_list
 
 #: the prefix of a MODEL string that names a Python object handed to the API (not rebuildable from the CLI)
 PYTHON_PREFIX = "python:"
@@ -52,27 +53,6 @@ class VariantError(PoolstrideError):
 
 
 # ------------------------------------------------------------------------------------------------ parsing
-def split_list(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside (round or square) brackets: ``"max,blur(base=max,size=3)"`` -> two entries."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "(["
-        depth -= ch in ")]"
-        if depth < 0:
-            raise SpecError(f"unbalanced bracket in {text!r}")
-        if ch == sep and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if depth:
-        raise SpecError(f"unbalanced bracket in {text!r}")
-    out.append(cur.strip())
-    if any(not e for e in out):
-        raise SpecError(f"empty entry in list {text!r}")
-    return out
-
-
 def slugify(text: str) -> str:
     s = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.").lower()
     return s or "variant"

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PoolstrideError, SpecError
+from ..errors import PoolstrideError
 
 SUBSAMPLE = "subsample"
 DEFAULT_FREQS: tuple[float, ...] = (0.1, 0.2, 0.3)
@@ -562,24 +562,9 @@ def split_specs(text: str | Sequence[str]) -> list[str]:
     """``"max,blur(base=avg,size=3),subsample"`` -> its entries (commas inside brackets do not split)."""
     if not isinstance(text, str):
         return [str(t).strip() for t in text]
-    out: list[str] = []
-    depth, cur = 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            raise SpecError(f"unbalanced ')' in {text!r}")
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if depth:
-        raise SpecError(f"unbalanced '(' in {text!r}")
-    out.append(cur.strip())
-    if any(not s for s in out):
-        raise SpecError(f"empty entry in operator list {text!r}")
-    return out
+    from ..spec import split_list
+
+    return split_list(text)
 
 
 def canonical(spec: str) -> str:
