@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from _fake_study import make_study
 from poolstride.report import write_report
-from poolstride.report.fake import make_study
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -224,7 +224,7 @@ def _command(line: str) -> str:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """The directory every case starts from (copied fresh for each)."""
-    from poolstride.report.fake import make_study
+    from _fake_study import make_study
 
     d = tmp_path_factory.mktemp("sweep-template")
     (d / "mynet.py").write_text(MYNET)

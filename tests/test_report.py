@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from _fake_study import DEFAULT_VARIANTS, FakeVariant, make_study
 from poolstride.report import ReportError, build_report, write_report
-from poolstride.report.fake import DEFAULT_VARIANTS, FakeVariant, make_study
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,6 @@
 """Audit findings of issue 13 on the report's statistics and decision, one test per finding.
 
-Each test builds the smallest fake study (report/fake.py) or paired comparison that shows the finding, with
+Each test builds the smallest fake study (tests/_fake_study.py) or paired comparison that shows the finding, with
 exact per-seed numbers so that the premise (a CI, a p-value) is asserted before the wording is.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from _fake_study import FakeVariant, make_study
 from poolstride.report import build_report, load_study, stats, tables
 from poolstride.report.build import build
-from poolstride.report.fake import FakeVariant, make_study
 from poolstride.reproduce import common
 
 BASE_ACC = (70.0, 71.0, 72.0)

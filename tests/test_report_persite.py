@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _fake_study import FakeVariant, make_study
 from poolstride.report import build_report, load_study, write_report
-from poolstride.report.fake import FakeVariant, make_study
 
 POLICY = "conv->conv(s=1)+blur(size=4)"
 SEEDS = (0, 1, 2, 3)

@@ -826,10 +826,8 @@ def _failed(v: Variant, seed: int, rec: Recipe, ds_name: str, dev: torch.device,
 
 
 def _write_report(out_dir: Path) -> str | None:
-    try:
-        from ..report import write_report  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    from ..report import write_report
+
     try:
         return str(write_report(out_dir))
     except Exception as e:  # the study is done; a report problem must not hide it

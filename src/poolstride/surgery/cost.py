@@ -1,7 +1,7 @@
 """Parameter and MAC counts for the surgery's before/after tables.
 
-Uses :func:`poolstride.analysis.cost_summary` when it exists (conv/linear MACs and pooling "other ops"
-per the project's counting conventions); otherwise falls back to ``torch.utils.flop_counter``
+Uses :func:`poolstride.analysis.cost_summary` (conv/linear MACs and pooling "other ops" per the project's
+counting conventions); if the analysis fails on a model, falls back to ``torch.utils.flop_counter``
 (conv/linear/matmul FLOPs / 2 = MACs; pooling is not counted there and ``other_ops`` is None).
 """
 
@@ -15,10 +15,8 @@ from torch import nn
 
 
 def _summary() -> Any:
-    try:
-        from ..analysis import cost_summary  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    from ..analysis import cost_summary
+
     return cost_summary
 
 

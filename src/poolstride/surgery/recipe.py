@@ -50,12 +50,8 @@ def _build_base(recipe: dict[str, Any]) -> nn.Module:
     if not name:
         raise ModelError("the recipe names no model; pass builder= to rebuild it")
     kwargs = recipe.get("model_kwargs") or {}
-    try:
-        from ..resolve import resolve
-    except ImportError:  # pragma: no cover - resolve.py is part of the package
-        from .. import models
+    from ..resolve import resolve
 
-        return models.build(name, **kwargs)
     return resolve(name, kwargs).model
 
 

@@ -76,12 +76,8 @@ def load_dataset(dataset: Any, data_dir: str | None = None, download: bool = Fal
     if not isinstance(dataset, str):
         check_dataset(dataset)
         return dataset
-    try:
-        from .. import data as data_mod
-    except ImportError:
-        raise DataError(
-            f"cannot load dataset {dataset!r}: the poolstride.data module is not available in this install"
-        ) from None
+    from .. import data as data_mod
+
     ds = data_mod.load(dataset, data_dir=data_dir, download=download, **opts)
     check_dataset(ds)
     return ds
