@@ -126,14 +126,7 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
         if not isinstance(obj, nn.Module):
             if not callable(obj):
                 raise ModelError(f"{t}: {tail!r} is neither an nn.Module nor callable")
-            try:
-                obj = obj(**opts)
-            except PoolstrideError:
-                raise
-            except Exception as e:  # noqa: BLE001 - user code
-                raise ModelError(f"{t}: calling {tail}() failed: {type(e).__name__}: {e}") from None
-        if not isinstance(obj, nn.Module):
-            raise ModelError(f"{t}: {tail}() returned {type(obj).__name__}, not an nn.Module")
+            obj = call_factory(obj, opts, t, f"{tail}()")
         size = tuple(getattr(obj, "input_size", (3, 224, 224)))
         return Resolved(obj, (int(size[0]), int(size[1]), int(size[2])), t, "callable", False)
     raise ModelError(
@@ -184,6 +177,20 @@ def _unknown(source: str, name: str, valid: list[str]) -> str:
     lister = "torchvision.models.list_models()" if source == "torchvision" else f"{source}.list_models()"
     hint = f"did you mean {', '.join(close)}?" if close else f"{lister} lists the {len(valid)} valid names"
     return f"unknown {source} model {name!r}; {hint}"
+
+
+def call_factory(fn: Any, kwargs: Mapping[str, Any], label: str, name: str) -> nn.Module:
+    """``fn(**kwargs)`` for a user's model factory: its exceptions and a non-module result become one
+    :class:`ModelError` line (``"{label}: calling {name} failed: ..."``)."""
+    try:
+        obj = fn(**kwargs)
+    except PoolstrideError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code
+        raise ModelError(f"{label}: calling {name} failed: {type(e).__name__}: {e}") from None
+    if not isinstance(obj, nn.Module):
+        raise ModelError(f"{label}: {name} returned {type(obj).__name__}, not an nn.Module")
+    return obj
 
 
 def _torchvision_weights_cached(tvm: Any, name: str, weights: str) -> None:

@@ -343,7 +343,7 @@ Base = tuple[nn.Module, tuple[int, int, int], list[str], dict[str, Any]]
 def _base(v: Variant, num_classes: int | None, in_channels: int | None, use_num_classes: bool) -> Base:
     """The model before head/channel/weights adaptation, and how it was made."""
     from . import models
-    from .resolve import resolve
+    from .resolve import call_factory, resolve
 
     notes: list[str] = []
     rec: dict[str, Any] = {}
@@ -379,14 +379,7 @@ def _base(v: Variant, num_classes: int | None, in_channels: int | None, use_num_
         if use_num_classes and num_classes is not None and _accepts(obj, "num_classes") and "num_classes" not in kw:
             kw["num_classes"] = num_classes
             rec["num_classes_arg"] = num_classes
-        try:
-            m = obj(**kw)
-        except PoolstrideError:
-            raise
-        except Exception as e:  # noqa: BLE001 - user code
-            raise ModelError(f"{v.model}: calling the factory failed: {type(e).__name__}: {e}") from None
-        if not isinstance(m, nn.Module):
-            raise ModelError(f"{v.model}: the factory returned {type(m).__name__}, not an nn.Module")
+        m = call_factory(obj, kw, v.model, "the factory")
         rec["source"] = "factory"
         return m, tuple(getattr(m, "input_size", (3, 224, 224))), notes, rec  # type: ignore[return-value]
     if use_num_classes and num_classes is not None and "num_classes" not in kw and _ctor_accepts_classes(v.model):

@@ -55,6 +55,17 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".tif", ".tiff", ".webp")
 
 
+def _writable_ancestor(start: Path, path: str | Path, flag: str) -> None:
+    """The nearest existing ancestor of ``start`` (itself included) must be a writable directory."""
+    parent = start
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise PoolstrideError(f"{flag} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PoolstrideError(f"{flag} {path}: directory {parent} is not writable")
+
+
 def check_out_file(path: str | Path, flag: str, suffixes: tuple[str, ...] | None = None) -> Path:
     """Check, before any work, that ``path`` can be written as a file: not a directory, its nearest existing
     ancestor a writable directory (missing folders below it are created when the file is written), and its
@@ -66,13 +77,7 @@ def check_out_file(path: str | Path, flag: str, suffixes: tuple[str, ...] | None
         raise PoolstrideError(f"{flag} {path}: is a directory; give a file name")
     if suffixes and p.suffix.lower() not in suffixes:
         raise PoolstrideError(f"{flag} {path}: give a file name ending in {', '.join(suffixes)}")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise PoolstrideError(f"{flag} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PoolstrideError(f"{flag} {path}: directory {parent} is not writable")
+    _writable_ancestor(p.parent, path, flag)
     return p
 
 
@@ -84,13 +89,7 @@ def check_out_dir(path: str | Path, flag: str) -> Path:
         raise PoolstrideError(f"{flag}: empty path")
     if p.exists() and not p.is_dir():
         raise PoolstrideError(f"{flag} {path}: is a file, not a directory")
-    parent = p
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise PoolstrideError(f"{flag} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PoolstrideError(f"{flag} {path}: directory {parent} is not writable")
+    _writable_ancestor(p, path, flag)
     return p
 
 
