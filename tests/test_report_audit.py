@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from _fake_study import FakeVariant, make_study
-from poolstride.report import build_report, load_study, stats, tables
+from poolstride.report import build_report, load_study, tables
 from poolstride.report.build import build
 from poolstride.reproduce import common
+from poolstride.results import stats
 
 BASE_ACC = (70.0, 71.0, 72.0)
 BASE_SHIFT = (85.0, 86.0, 85.5)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from poolstride.report import pareto, stats
+from poolstride.report import pareto
+from poolstride.results import stats
 
 
 def test_summary_matches_scipy_t_interval() -> None:

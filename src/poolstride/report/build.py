@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from ..results import stats
 from . import pareto as _pareto
-from . import stats
 from .load import ReportError, Study
 
 REPORT_SCHEMA = "poolstride.report/1"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import stats
+from ..results import stats
 
 
 def _pct_txt(v: float, label: str) -> str:

@@ -10,7 +10,7 @@ True
 ['holds']
 
 Training protocols (``allcnn``, ``resnet-shortcuts``, ``blurpool``, ``mishkin-pooling``) run a study through
-:func:`poolstride.study.compare` and use :mod:`poolstride.report.stats` for every interval and test; the paper
+:func:`poolstride.study.compare` and use :mod:`poolstride.results.stats` for every interval and test; the paper
 numbers live in :mod:`poolstride.reproduce.papers`.
 """
 
@@ -112,7 +112,7 @@ def _save(rep: Reproduction) -> None:
     import json
     from pathlib import Path
 
-    from ..train import io as tio
+    from ..results import io as tio
 
     d = Path(str(rep.study_dir))
     try:

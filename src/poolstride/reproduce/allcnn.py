@@ -1,6 +1,6 @@
 """``allcnn``: Springenberg et al. 2015, Table 3 - families A/B/C x {base, strided, convpool, all-cnn}, CIFAR-10.
 
-Claims checked per family (paired over seeds, 95 % t intervals from ``poolstride.report.stats``):
+Claims checked per family (paired over seeds, 95 % t intervals from ``poolstride.results.stats``):
 
 1. Strided (pool removed, the conv before it strided) is the worst of the four;
 2. ConvPool ~ All-CNN (the paired difference lies within +-``margin`` points, default 1.0);
@@ -225,7 +225,7 @@ def summarise(t: Any, families: list[str], budget: str, margin: float) -> Reprod
         ],
         rows,
         "paper: Table 3, no augmentation [S]. ours: 100 - test accuracy per seed; CI = 95% t interval over seeds "
-        "(poolstride.report.stats). Ordering verdicts use paired seed differences.",
+        "(poolstride.results.stats). Ordering verdicts use paired seed differences.",
     )
     n_train = PAPER_N_TRAIN
     est = paper_estimate(

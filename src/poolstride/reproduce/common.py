@@ -1,9 +1,9 @@
 """What every reproduction shares: budgets, the hardware line, study runs, claim checks, tables, rendering.
 
 Training goes through the study engine (:func:`poolstride.study.compare`), statistics through the report's
-(:mod:`poolstride.report.stats`): this module adds no training loop and no CI formula of its own.
+(:mod:`poolstride.results.stats`): this module adds no training loop and no CI formula of its own.
 
-A claim check compares two variants seed by seed (a paired difference, :func:`poolstride.report.stats.paired`,
+A claim check compares two variants seed by seed (a paired difference, :func:`poolstride.results.stats.paired`,
 95 % t interval) and answers honestly:
 
 * ``holds`` - the interval of the difference lies on the claimed side (or, for an "about equal" claim, inside
@@ -11,7 +11,7 @@ A claim check compares two variants seed by seed (a paired difference, :func:`po
 * ``does not hold`` - the interval lies on the other side (or entirely outside +-margin);
 * ``cannot tell`` - the interval straddles the line (CIs overlap at this number of seeds), fewer than two
   seeds finished, or the comparison is *not testable*: the same non-zero difference on every seed has no
-  variance, so no interval or test exists (the report's rule, :func:`poolstride.report.stats.not_testable_reason`;
+  variance, so no interval or test exists (the report's rule, :func:`poolstride.results.stats.not_testable_reason`;
   the detail says why).
 
 A claim that :func:`combine` s several comparisons corrects for them: each part carries the p-value of its own
@@ -275,8 +275,8 @@ def variant_mean(summary: dict[str, Any], key: str) -> dict[str, float | None]:
 
 
 def describe(values: dict[int, float] | Iterable[float]) -> dict[str, Any]:
-    """Mean, std and 95 % t interval over seeds (report.stats.summarize)."""
-    from ..report import stats
+    """Mean, std and 95 % t interval over seeds (results.stats.summarize)."""
+    from ..results import stats
 
     vals = list(values.values()) if isinstance(values, dict) else list(values)
     return stats.summarize(vals)
@@ -449,8 +449,8 @@ def failed_runs(summary: dict[str, Any]) -> list[str]:
 
 
 def _diff(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    """Paired difference a - b over the common seeds (report.stats.paired(base=b, other=a))."""
-    from ..report import stats
+    """Paired difference a - b over the common seeds (results.stats.paired(base=b, other=a))."""
+    from ..results import stats
 
     return stats.paired(b, a)
 
@@ -470,7 +470,7 @@ def _paired(
 ) -> tuple[Check | None, tuple[float, list[float], int, float]]:
     """The paired difference ``a - b`` (mean, 95% CI, n, standard error), or a ``cannot tell`` check when it
     cannot be read: a side at chance level, fewer than 2 paired seeds, or not testable (zero variance)."""
-    from ..report import stats
+    from ..results import stats
 
     if _at_floor(a, b, floor):
         msg = f"{a_name} or {b_name} is at chance level (<= {floor:g})"
@@ -581,7 +581,7 @@ def combine(claim: str, source: str, parts: list[Check]) -> Check:
     whose Holm-adjusted p is 0.05 or more becomes ``cannot tell``, with the adjusted p in its detail. (For a
     claim that needs every part to hold this is conservative; it is what keeps "does not hold" from being one
     chance failure among many.)"""
-    from ..report import stats
+    from ..results import stats
 
     if not parts:
         return Check(claim, source, SKIPPED, "nothing to compare")

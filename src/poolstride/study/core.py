@@ -29,7 +29,7 @@ import torch
 
 from .. import __version__
 from ..errors import PoolstrideError, SpecError
-from ..train import io as tio
+from ..results import io as tio
 from ..train.data import DeviceData, check_fits, load_dataset
 from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads, train_run
 from ..train.evaluate import precision_name

@@ -83,7 +83,7 @@ def submit(
         raise PoolstrideError(f"submitting to {launcher} failed: {first}") from None
     record = {"launcher": launcher, "tasks": tasks, "params": dict(params or {}),
               "jobs": [str(j.job_id) for j in jobs]}  # fmt: skip
-    from ..train import io as tio
+    from ..results import io as tio
 
     tio.write_json(folder / "last-submission.json", record)
     return jobs

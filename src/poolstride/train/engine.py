@@ -30,11 +30,11 @@ from torch import nn
 from .. import __version__
 from ..errors import PoolstrideError
 from ..ops import Downsample
+from ..results.io import clean_json, save_torch, write_json, write_text
 from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
 from .data import DeviceData
 from .evaluate import amp_dtype, autocast_ctx, evaluate, precision_name, shift_consistency
-from .io import clean_json, save_torch, write_json, write_text
 from .recipe import Recipe, get_recipe
 
 Callback = Callable[..., None]

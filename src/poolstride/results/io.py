@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def _atomic(path: Path, write: Any, mode: str = "w") -> None:
     path = Path(path)
@@ -36,6 +34,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch  # the results layer itself needs no torch; only a checkpoint write does
+
     _atomic(path, lambda f: torch.save(obj, f), mode="wb")
 
 
@@ -44,7 +44,7 @@ def _default(o: Any) -> Any:
         return list(o)
     if isinstance(o, Path):
         return str(o)
-    if isinstance(o, torch.Tensor):
+    if hasattr(o, "tolist"):  # torch tensors and numpy arrays
         return o.tolist()
     return str(o)
 
