@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from poolstride.results import schema
+from poolstride.results.io import write_json, write_text
+from poolstride.results.study import run_dir_of
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,9 @@ def _slug(v: FakeVariant) -> str:
 
 
 def _dump(path: Path, obj: Any) -> None:
+    """Write as the engine writes (atomic, the same JSON layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, obj)
 
 
 def _record(v: FakeVariant) -> dict[str, Any]:
@@ -91,7 +93,7 @@ def make_study(
     skip_s, fail_s = set(skip), set(fail)
     recipe = {"name": "fast", "epochs": epochs, "batch_size": 128, "optimizer": "sgd", "lr": 0.1}
     study = {
-        "schema": "poolstride.study/1",
+        "schema": schema.STUDY,
         "name": "default",
         "model": "tiny",
         "dataset": dataset,
@@ -107,12 +109,13 @@ def make_study(
     results = []
     for v in variants:
         for k, s in enumerate(seeds):
-            run = d / "runs" / _slug(v) / f"seed{s}"
+            run = run_dir_of(d, {"slug": _slug(v)}, s)
             run.mkdir(parents=True, exist_ok=True)
             ds = (dataset_of or {}).get((v.name, s), dataset)
             _dump(
                 run / "config.json",
                 {
+                    "schema": schema.RUNCONFIG,
                     "model": "tiny",
                     "downsample": v.downsample,
                     "dataset": ds,
@@ -151,9 +154,9 @@ def make_study(
                         }
                     )
                 )
-            (run / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            write_text(run / "metrics.jsonl", "\n".join(lines) + "\n")
             res: dict[str, Any] = {
-                "schema": "poolstride.run/1",
+                "schema": schema.RUN,
                 "variant": v.name,
                 "seed": s,
                 "status": "ok",
@@ -218,7 +221,7 @@ def make_study(
     _dump(
         d / "summary.json",
         {
-            "schema": "poolstride.summary/1",
+            "schema": schema.SUMMARY,
             "study": study,
             "complete": not skip_s,
             "runs_done": len(results),

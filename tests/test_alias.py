@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import poolstride.cli.alias_cmd  # noqa: F401  (registers `poolstride alias` on the shared app)
-from poolstride import SpecError, ops, parse
-from poolstride.analysis import alias
+from poolstride import SpecError, alias, ops, parse
 from poolstride.cli import main
 
 

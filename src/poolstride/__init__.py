@@ -13,6 +13,9 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .errors import DataError, ModelError, PoolstrideError, SiteError, SpecError
 from .spec import OpSpec, parse
 
+# Registers the operators: parse() validates against the schemas they declare.
+from . import ops as _ops  # noqa: E402,F401  # isort: skip
+
 __all__ = [
     "DataError",
     "ModelError",

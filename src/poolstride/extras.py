@@ -16,7 +16,7 @@ from .errors import PoolstrideError
 # An ImportError of these top-level packages is a missing or broken install: what repairs it.
 INSTALL_FIX = {
     "torchvision": "pip install torchvision (the build matching your torch) or pip install 'poolstride[vision]'",
-    "timm": "pip install 'poolstride[timm]'",
+    "timm": "pip install timm, or pip install 'poolstride[timm]'",
     "onnx": "pip install 'poolstride[onnx]'",
     "onnxruntime": "pip install 'poolstride[onnx]'",
     "onnxscript": "pip install 'poolstride[onnx]'",
@@ -37,9 +37,10 @@ def install_fix(package: str) -> str:
     return INSTALL_FIX.get(package, f"pip install {package}")
 
 
-def first_line(e: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none), at most 200 characters."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+def first_line(e: BaseException, limit: int | None = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), at most ``limit`` characters
+    (None: all of it)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 def import_optional(module: str, what: str, error: type[PoolstrideError] = PoolstrideError) -> ModuleType:

@@ -13,16 +13,22 @@ what is valid or what to install.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
+from . import models
 from .errors import ModelError, PoolstrideError
+from .extras import first_line, import_optional
 
 
 @dataclass
@@ -35,8 +41,6 @@ class Resolved:
 
 
 def _builtin_names() -> list[str]:
-    from . import models
-
     return models.names()
 
 
@@ -55,118 +59,102 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
     head, sep, tail = t.partition(":")
     builtin = _builtin_names()
     if head.lower() in builtin:
-        from . import models
-
         m = models.build(t, downsample=downsample, **opts)
         return Resolved(m, models.get_entry(t).input_size, t, "builtin", True)
     if downsample is not None:
         raise ModelError(f"{t}: --downsample applies to built-in models; use a surgery policy for others")
     if head == "torchvision" and sep:
-        tvm = import_optional("torchvision.models", t)
-        if tail not in tvm.list_models():
-            raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
-        weights = opts.pop("weights", None)
-        if weights not in (None, "", "none", "None"):
-            _torchvision_weights_cached(tvm, tail, str(weights))
-        else:
-            weights = None
-        try:
-            m = tvm.get_model(tail, weights=weights, **opts)
-        except TypeError as e:
-            raise ModelError(f"{t}: bad option: {e}") from None
-        except ValueError as e:
-            raise ModelError(f"{t}: {str(e).splitlines()[0][:200]}") from None
-        size = (3, 299, 299) if tail.startswith("inception") else (3, 224, 224)
-        return Resolved(m, size, t, "torchvision", False)
+        return _resolve_torchvision(t, tail, opts)
     if head == "timm" and sep:
-        timm = import_optional("timm", t)
-        pretrained = bool(opts.pop("pretrained", False))
-        if not timm.is_model(tail):
-            raise ModelError(_unknown("timm", tail, timm.list_models()))
-        try:
-            if pretrained:  # from the local Hugging Face cache only: nothing is downloaded
-                import os
-
-                old = os.environ.get("HF_HUB_OFFLINE")
-                os.environ["HF_HUB_OFFLINE"] = "1"
-                try:
-                    m = timm.create_model(tail, pretrained=True, **opts)
-                finally:
-                    if old is None:
-                        os.environ.pop("HF_HUB_OFFLINE", None)
-                    else:
-                        os.environ["HF_HUB_OFFLINE"] = old
-            else:
-                m = timm.create_model(tail, pretrained=False, **opts)
-        except TypeError as e:
-            raise ModelError(f"{t}: bad option: {e}") from None
-        except Exception as e:  # noqa: BLE001 - hub errors come in many classes
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            if pretrained:
-                raise ModelError(
-                    f"{t}: pretrained weights are not in the local cache ({first}); nothing is downloaded: "
-                    "pass --weights FILE (a state_dict) instead"
-                ) from None
-            raise ModelError(f"{t}: cannot build: {first}") from None
-        cfg = getattr(m, "pretrained_cfg", None) or getattr(m, "default_cfg", None) or {}
-        size = tuple(cfg.get("input_size", (3, 224, 224)))
-        return Resolved(m, (int(size[0]), int(size[1]), int(size[2])), t, "timm", False)
-    _cwd_importable()
+        return _resolve_timm(t, tail, opts)
+    cwd_importable()
     if sep and tail and ("." in head or _importable(head)):
-        try:
-            mod = importlib.import_module(head)
-        except Exception as e:  # noqa: BLE001 - user code: a SyntaxError or any error at import
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            raise ModelError(f"{t}: cannot import module {head!r}: {type(e).__name__}: {first}") from None
-        obj: Any = mod
-        for part in tail.split("."):
-            if not hasattr(obj, part):
-                raise ModelError(f"{t}: module {head!r} has no attribute {tail!r}")
-            obj = getattr(obj, part)
-        if not isinstance(obj, nn.Module):
-            if not callable(obj):
-                raise ModelError(f"{t}: {tail!r} is neither an nn.Module nor callable")
-            obj = call_factory(obj, opts, t, f"{tail}()")
-        size = tuple(getattr(obj, "input_size", (3, 224, 224)))
-        return Resolved(obj, (int(size[0]), int(size[1]), int(size[2])), t, "callable", False)
+        return _resolve_callable(t, head, tail, opts)
     raise ModelError(
         f"unknown model {t!r}; valid: built-in names ({', '.join(builtin)}), torchvision:NAME, timm:NAME, "
         "or package.module:callable"
     )
 
 
-# What installs each optional model source (the pyproject extras).
-_INSTALL = {
-    "torchvision": "pip install torchvision (the build that matches your torch), or pip install 'poolstride[vision]'",
-    "timm": "pip install timm, or pip install 'poolstride[timm]'",
-}
-
-
-def import_optional(module: str, what: str) -> Any:
-    """Import ``module`` of an optional package (torchvision, timm); a missing or broken install is a
-    :class:`ModelError` that names the package and says how to install or repair it."""
-    package = module.split(".")[0]
-    fix = _INSTALL.get(package, f"pip install {package}")
+def _resolve_torchvision(t: str, tail: str, opts: dict[str, Any]) -> Resolved:
+    """``torchvision:NAME``: ``get_model(NAME, weights=None)``; named weights only from the local cache."""
+    tvm = import_optional("torchvision.models", t, ModelError)
+    if tail not in tvm.list_models():
+        raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
+    weights = opts.pop("weights", None)
+    if weights not in (None, "", "none", "None"):
+        _torchvision_weights_cached(tvm, tail, str(weights))
+    else:
+        weights = None
     try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == package:
-            raise ModelError(f"{what}: {package} is not installed; install it: {fix}") from None
-        reason = f"{type(e).__name__}: {_first(e)}"
-    except (ImportError, RuntimeError, AttributeError, OSError) as e:
-        # a torchvision built for another torch fails at import with "RuntimeError: operator torchvision::nms
-        # does not exist"; a half-removed package with ImportError or AttributeError
-        reason = f"{type(e).__name__}: {_first(e)}"
-    import torch
-
-    raise ModelError(
-        f"{what}: {package} is installed but broken ({reason}); reinstall it for torch {torch.__version__}: "
-        f"{fix.replace('pip install', 'pip install --force-reinstall', 1)}"
-    ) from None
+        m = tvm.get_model(tail, weights=weights, **opts)
+    except TypeError as e:
+        raise ModelError(f"{t}: bad option: {e}") from None
+    except ValueError as e:
+        raise ModelError(f"{t}: {str(e).splitlines()[0][:200]}") from None
+    size = (3, 299, 299) if tail.startswith("inception") else (3, 224, 224)
+    return Resolved(m, size, t, "torchvision", False)
 
 
-def _first(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+@contextlib.contextmanager
+def _hf_offline() -> Iterator[None]:
+    """``HF_HUB_OFFLINE=1`` for the duration (the previous value restored): nothing is downloaded."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def _resolve_timm(t: str, tail: str, opts: dict[str, Any]) -> Resolved:
+    """``timm:NAME``: ``create_model(NAME)``; pretrained weights only from the local Hugging Face cache."""
+    timm = import_optional("timm", t, ModelError)
+    pretrained = bool(opts.pop("pretrained", False))
+    if not timm.is_model(tail):
+        raise ModelError(_unknown("timm", tail, timm.list_models()))
+    try:
+        if pretrained:  # from the local Hugging Face cache only: nothing is downloaded
+            with _hf_offline():
+                m = timm.create_model(tail, pretrained=True, **opts)
+        else:
+            m = timm.create_model(tail, pretrained=False, **opts)
+    except TypeError as e:
+        raise ModelError(f"{t}: bad option: {e}") from None
+    except Exception as e:  # noqa: BLE001 - hub errors come in many classes
+        first = first_line(e, 160)
+        if pretrained:
+            raise ModelError(
+                f"{t}: pretrained weights are not in the local cache ({first}); nothing is downloaded: "
+                "pass --weights FILE (a state_dict) instead"
+            ) from None
+        raise ModelError(f"{t}: cannot build: {first}") from None
+    cfg = getattr(m, "pretrained_cfg", None) or getattr(m, "default_cfg", None) or {}
+    size = tuple(cfg.get("input_size", (3, 224, 224)))
+    return Resolved(m, (int(size[0]), int(size[1]), int(size[2])), t, "timm", False)
+
+
+def _resolve_callable(t: str, head: str, tail: str, opts: dict[str, Any]) -> Resolved:
+    """``package.module:callable``: an ``nn.Module`` attribute as is, anything else called with ``opts``."""
+    try:
+        mod = importlib.import_module(head)
+    except Exception as e:  # noqa: BLE001 - user code: a SyntaxError or any error at import
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{t}: cannot import module {head!r}: {type(e).__name__}: {first}") from None
+    obj: Any = mod
+    for part in tail.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"{t}: module {head!r} has no attribute {tail!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, nn.Module):
+        if not callable(obj):
+            raise ModelError(f"{t}: {tail!r} is neither an nn.Module nor callable")
+        obj = call_factory(obj, opts, t, f"{tail}()")
+    size = tuple(getattr(obj, "input_size", (3, 224, 224)))
+    return Resolved(obj, (int(size[0]), int(size[1]), int(size[2])), t, "callable", False)
 
 
 def _unknown(source: str, name: str, valid: list[str]) -> str:
@@ -195,10 +183,6 @@ def call_factory(fn: Any, kwargs: Mapping[str, Any], label: str, name: str) -> n
 
 def _torchvision_weights_cached(tvm: Any, name: str, weights: str) -> None:
     """Named torchvision weights are used only when already in torch.hub's cache: nothing is downloaded."""
-    import os
-
-    import torch
-
     try:
         enum = tvm.get_model_weights(name)
         w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights.split(".")[-1]]
@@ -212,14 +196,19 @@ def _torchvision_weights_cached(tvm: Any, name: str, weights: str) -> None:
         )
 
 
-def _cwd_importable() -> None:
+def cwd_importable() -> None:
     """Make the current directory importable, as ``python -m`` does (the console script does not)."""
-    import os
-    import sys
-
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def add_study_import_path(study: Mapping[str, Any]) -> None:
+    """Make a model file of the directory a study was made in importable (``mynet:build`` rebuilt from a study
+    in another process or directory); appended last, so the current directory still wins."""
+    cwd = (study.get("provenance") or {}).get("cwd")
+    if cwd and os.path.isdir(cwd) and cwd not in sys.path:
+        sys.path.append(cwd)
 
 
 def check_model_string(text: str) -> None:
@@ -228,21 +217,19 @@ def check_model_string(text: str) -> None:
     t = text.strip()
     head, sep, tail = t.partition(":")
     if head.lower() in _builtin_names():
-        from . import models
-
         models.get_entry(t)
         return
     if head == "torchvision" and sep:
-        tvm = import_optional("torchvision.models", t)
+        tvm = import_optional("torchvision.models", t, ModelError)
         if tail not in tvm.list_models():
             raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
         return
     if head == "timm" and sep:
-        timm = import_optional("timm", t)
+        timm = import_optional("timm", t, ModelError)
         if not timm.is_model(tail):
             raise ModelError(_unknown("timm", tail, timm.list_models()))
         return
-    _cwd_importable()
+    cwd_importable()
     if sep and tail and ("." in head or _importable(head)):
         return
     raise ModelError(

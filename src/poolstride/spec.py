@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .errors import SpecError
 
@@ -40,7 +39,6 @@ class Param:
     choices: tuple[Value, ...] | None = None
     min: float | None = None
     max: float | None = None
-    aliases: tuple[str, ...] = ()
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -128,18 +126,25 @@ class OpSpec:
         return f"{self.name}({','.join(shown)})" if shown else self.name
 
 
-# The schema source is the operator registry; it is looked up lazily so that this module has no
-# dependency on torch and the registry can grow without touching the parser.
-def _schema(name: str) -> Sequence[Param]:
-    from .ops.registry import get_info
+# The schema of every operator, in registration order. The operator registry (``ops.registry.register``)
+# declares each operator's parameters here, so this module depends on no operator and no torch.
+_SCHEMAS: dict[str, tuple[Param, ...]] = {}
 
-    return get_info(name).params
+
+def declare(name: str, params: Sequence[Param]) -> None:
+    """Declare operator ``name`` and its parameter schema (called by the operator registry)."""
+    _SCHEMAS[name] = tuple(params)
+
+
+def _schema(name: str) -> Sequence[Param]:
+    try:
+        return _SCHEMAS[name]
+    except KeyError:
+        raise SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_SCHEMAS)}") from None
 
 
 def _known_names() -> list[str]:
-    from .ops.registry import names
-
-    return names()
+    return list(_SCHEMAS)
 
 
 def make(name: str, /, **kwargs: Value) -> OpSpec:
@@ -148,11 +153,7 @@ def make(name: str, /, **kwargs: Value) -> OpSpec:
     if name not in _known_names():
         raise SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_known_names())}")
     schema = list(_schema(name))
-    by_name: dict[str, Param] = {}
-    for p in schema:
-        by_name[p.name] = p
-        for a in p.aliases:
-            by_name[a] = p
+    by_name = {p.name: p for p in schema}
     values: dict[str, Value] = {}
     for key, raw in kwargs.items():
         k = key.strip().lower()
@@ -237,10 +238,6 @@ def parse_many(text: str | Sequence[str]) -> list[OpSpec]:
     if any(not s.strip() for s in out):
         raise SpecError(f"empty entry in spec list {text!r}")
     return [parse(s) for s in out]
-
-
-def as_kwargs(spec: OpSpec) -> Mapping[str, Any]:
-    return spec.kwargs
 
 
 def split_list(text: str, sep: str = ",") -> list[str]:

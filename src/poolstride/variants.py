@@ -29,9 +29,10 @@ import copy
 import hashlib
 import importlib
 import inspect as _inspect
+import json
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import models
 from .errors import ModelError, PoolstrideError, SpecError
-from .spec import split_list
+from .ops import get_info
+from .resolve import call_factory, check_model_string, cwd_importable, resolve
+from .spec import parse, split_list
+from .surgery import VALID_FORMS, Conversion, Policy, analyze, convert_detailed, parse_policy, sites
+from .surgery.find import eval_mode, first_tensor, probe_input
+from .surgery.recipe import FORMAT, rebuild
 
 #: the prefix of a MODEL string that names a Python object handed to the API (not rebuildable from the CLI)
 PYTHON_PREFIX = "python:"
@@ -110,9 +117,7 @@ class Variant:
             weights=d.get("weights"), obj=obj,
         )  # fmt: skip
 
-    def policy_obj(self) -> Any:
-        from .surgery import parse_policy
-
+    def policy_obj(self) -> Policy | None:
         if self.policy is None:
             return None
         sel = dict(self.select or {})
@@ -120,8 +125,6 @@ class Variant:
 
 
 def is_builtin(model: str) -> bool:
-    from . import models
-
     return model.split(":", 1)[0].strip().lower() in models.names()
 
 
@@ -160,9 +163,6 @@ def _selectors(text: str) -> tuple[dict[str, Any], str]:
 
 def expand_op(spec: Any) -> str:
     """The surgery policy that puts operator ``spec`` at every pool and main-path strided conv (module doc)."""
-    from .ops import get_info
-    from .spec import parse
-
     s = parse(spec)
     if get_info(s.name).cls.can_change_channels(s):
         return f"pool->{s}; conv->{s}"
@@ -178,9 +178,6 @@ def _normalise(text: str) -> str:
 
 def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None = None) -> Variant:
     """One entry of the grammar (module doc) for ``model``; raises SpecError/ModelError with what is valid."""
-    from . import models
-    from .spec import parse
-
     name = None
     m = _NAMED.match(entry)
     if m and not any(t in m.group(1) for t in ("(", "[", "->")):  # NAME=ENTRY, not an argument of an entry
@@ -193,8 +190,6 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
     if text.lower() in (DEFAULT, "base", "as-is"):  # base / as-is: the cost command's older spelling
         v = Variant(text.lower(), model, model_kwargs=kw)
     elif "->" in text:
-        from .surgery import parse_policy
-
         sel_text = ""
         pol_text = text
         if text.endswith("]") and "[" in text:
@@ -216,8 +211,6 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
         except SpecError as e:
             if "unknown operator" not in str(e):
                 raise
-            from .surgery import VALID_FORMS
-
             raise SpecError(
                 f"{e}; or 'default', or a surgery policy: valid policy forms: {'; '.join(VALID_FORMS)}"
             ) from None
@@ -231,8 +224,6 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
 
 
 def _policy_select(v: Variant) -> dict[str, Any]:
-    from .surgery import parse_policy
-
     return parse_policy(v.policy or "", skip=["stem", "shortcut"] if v.expanded_from else None).select.to_dict()
 
 
@@ -248,8 +239,6 @@ def parse_variants(
 
 
 def _identity(v: Variant) -> str:
-    import json
-
     d = {k: x for k, x in v.to_dict().items() if k not in ("name", "slug")}
     return json.dumps(d, sort_keys=True, default=str)
 
@@ -342,9 +331,6 @@ Base = tuple[nn.Module, tuple[int, int, int], list[str], dict[str, Any]]
 
 def _base(v: Variant, num_classes: int | None, in_channels: int | None, use_num_classes: bool) -> Base:
     """The model before head/channel/weights adaptation, and how it was made."""
-    from . import models
-    from .resolve import call_factory, resolve
-
     notes: list[str] = []
     rec: dict[str, Any] = {}
     kw = dict(v.model_kwargs)
@@ -391,19 +377,15 @@ def _base(v: Variant, num_classes: int | None, in_channels: int | None, use_num_
 
 
 def natural_classes(model: str) -> int:
-    from . import models
-
     return models.get_entry(model).num_classes
 
 
 def _ctor_accepts_classes(model: str) -> bool:
     """Whether the constructor behind a MODEL string takes ``num_classes=`` (torchvision, timm: yes)."""
-    from .resolve import _cwd_importable
-
     head, _, tail = model.partition(":")
     if head in ("torchvision", "timm"):
         return True
-    _cwd_importable()
+    cwd_importable()
     try:
         obj: Any = importlib.import_module(head)
         for part in tail.split("."):
@@ -426,11 +408,9 @@ def _reinit(m: nn.Module) -> int:
 
 
 def _forward(m: nn.Module, size: Sequence[int]) -> torch.Tensor:
-    from .surgery.find import _first_tensor, eval_mode, probe_input
-
     with eval_mode(m), torch.no_grad():
         out = m(probe_input(m, size))
-    t = _first_tensor(out)
+    t = first_tensor(out)
     if t is None:
         raise ModelError("the model's forward returned no tensor")
     return t
@@ -547,8 +527,6 @@ def weights_record(path: str | Path) -> dict[str, Any]:
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """(state_dict, converted-model recipe or None) from a state_dict file, a checkpoint holding one
     (``state_dict`` / ``model`` key), or a ``poolstride convert --out`` file. Loaded with weights_only."""
-    from .surgery.recipe import FORMAT
-
     try:
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -613,8 +591,6 @@ def init_hash(m: nn.Module) -> str:
 
 def stage_sizes(m: nn.Module, size: Sequence[int]) -> list[tuple[int, int]]:
     """The feature-map sizes after each downsampling site, in execution order, starting with the input."""
-    from .surgery import sites
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ss = sorted(sites(m, tuple(size)), key=lambda s: s.order)
@@ -637,31 +613,58 @@ def build(
     """Build ``v`` for ``num_classes`` classes and ``input_size`` (C, H, W): the model, its head adapted to the
     classes, ``v.weights`` loaded, the input channels adapted, and the transformation applied. Seed the global
     RNG first (``torch.manual_seed``) for a reproducible init. ``None`` keeps the model's own classes / size."""
-    from .surgery import convert_detailed
-
     c = int(input_size[0]) if input_size is not None else None
-    builtin = is_builtin(v.model)
-    sd, recipe = (None, None)
-    if v.weights:
-        want = v.weights.get("sha256")
-        if want and Path(v.weights["path"]).is_file() and sha256_file(v.weights["path"]) != want:
-            raise VariantError(
-                f"--weights {v.weights['path']} changed since this variant was recorded (sha256 {want[:12]}... "
-                "recorded); restore the file or start a new study"
-            )
-        sd, recipe = read_weights(v.weights["path"])
+    sd, recipe = _recorded_weights(v)
     m, natural, notes, rec = _base(v, num_classes, c, use_num_classes=sd is None)
     size = tuple(int(x) for x in (input_size or natural))
     adapt: list[str] = list(notes)
     warns: list[str] = []
-    repeat = None
     if recipe is not None:  # a poolstride convert --out file: the converted model, then its weights
-        from .surgery.recipe import rebuild
-
         if recipe.get("model") and recipe.get("model") != v.model:
             raise VariantError(f"--weights was converted from {recipe.get('model')}, not {v.model}")
         m = rebuild(recipe, builder=lambda: m)
         adapt.append(f"weights file is a converted model (policy {recipe.get('policy')}): rebuilt before loading")
+    m, repeat, rec_size = _fit_data(v, m, natural, size, c, num_classes, sd, rec, adapt)
+    conversion = None
+    if v.policy is not None:
+        conversion = _convert(v, m, rec_size, strict_sites, sd is not None, adapt, warns)
+        m = conversion.model
+    if repeat:
+        m = RepeatChannels(m, repeat)
+    rec.update(adaptations=adapt)
+    return Built(m, (size[0], size[1], size[2]), adapt, rec, warns, conversion)
+
+
+def _recorded_weights(v: Variant) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
+    """(state_dict, converted-model recipe) of ``v.weights``, checked against its recorded sha256; (None, None)
+    without weights."""
+    if not v.weights:
+        return None, None
+    want = v.weights.get("sha256")
+    if want and Path(v.weights["path"]).is_file() and sha256_file(v.weights["path"]) != want:
+        raise VariantError(
+            f"--weights {v.weights['path']} changed since this variant was recorded (sha256 {want[:12]}... "
+            "recorded); restore the file or start a new study"
+        )
+    return read_weights(v.weights["path"])
+
+
+def _fit_data(
+    v: Variant,
+    m: nn.Module,
+    natural: tuple[int, int, int],
+    size: tuple[int, ...],
+    c: int | None,
+    num_classes: int | None,
+    sd: dict[str, torch.Tensor] | None,
+    rec: dict[str, Any],
+    adapt: list[str],
+) -> tuple[nn.Module, int | None, tuple[int, ...]]:
+    """Fit the model to the data: its head to ``num_classes``, the weights ``sd`` loaded, its input to ``c``
+    channels (a grey repeat or an adapted first conv; built-in families take both as arguments). Returns the
+    model, the channels a grey input is repeated to (or None) and the input size surgery sees."""
+    builtin = is_builtin(v.model)
+    repeat = None
     head = None
     if not builtin:
         fc = first_conv(m)
@@ -691,37 +694,46 @@ def build(
             rec_size = (repeat, size[1], size[2])
         elif fc is not None and c is not None and fc[1].in_channels != c:
             adapt.append(_adapt_conv_channels(m, fc[0], fc[1], c, pretrained=sd is not None))
-    conversion = None
-    if v.policy is not None:
-        pol = v.policy_obj()
-        if v.init == "auto":  # function-preserving init where it exists when starting from weights
-            pol = replace(pol, init="preserve" if sd is not None else "default")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                conversion = convert_detailed(m, pol, rec_size, strict=strict_sites)
-            except PoolstrideError as e:
-                raise VariantError(f"variant {v.name!r}: {str(e).splitlines()[0]}") from None
-        if not conversion.changes:
-            kinds = sorted({f"{s.kind}/{s.type}" for s in conversion.sites})
-            raise VariantError(
-                f"variant {v.name!r}: policy '{v.policy}' matches no site of {v.model} at "
-                f"{'x'.join(map(str, rec_size))} (sites here: {', '.join(kinds) or 'none'})"
-            )
-        m = conversion.model
-        for s, why in conversion.skipped:
-            if not pol.select.reasons(s):  # left out by a selector: asked for, not worth a warning
-                warns.append(f"{v.name}: site {s.path} left unchanged ({why})")
-        if sd is not None:
-            kept = [ch.site.path for ch in conversion.changes if "function-preserving (verified)" not in ch.init]
-            adapt.append(
-                f"{v.name}: converted sites start function-preserving where possible; not possible at: "
-                + (", ".join(kept) if kept else "none")
-            )
-    if repeat:
-        m = RepeatChannels(m, repeat)
-    rec.update(adaptations=adapt)
-    return Built(m, (size[0], size[1], size[2]), adapt, rec, warns, conversion)
+    return m, repeat, rec_size
+
+
+def _convert(
+    v: Variant,
+    m: nn.Module,
+    size: tuple[int, ...],
+    strict_sites: bool,
+    from_weights: bool,
+    adapt: list[str],
+    warns: list[str],
+) -> Conversion:
+    """Apply ``v``'s policy to ``m`` at ``size`` (init ``auto``: function-preserving when starting from weights);
+    a policy that changes no site is an error."""
+    pol = v.policy_obj()
+    assert pol is not None
+    if v.init == "auto":  # function-preserving init where it exists when starting from weights
+        pol = replace(pol, init="preserve" if from_weights else "default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            conversion = convert_detailed(m, pol, size, strict=strict_sites)
+        except PoolstrideError as e:
+            raise VariantError(f"variant {v.name!r}: {str(e).splitlines()[0]}") from None
+    if not conversion.changes:
+        kinds = sorted({f"{s.kind}/{s.type}" for s in conversion.sites})
+        raise VariantError(
+            f"variant {v.name!r}: policy '{v.policy}' matches no site of {v.model} at "
+            f"{'x'.join(map(str, size))} (sites here: {', '.join(kinds) or 'none'})"
+        )
+    for s, why in conversion.skipped:
+        if not pol.select.reasons(s):  # left out by a selector: asked for, not worth a warning
+            warns.append(f"{v.name}: site {s.path} left unchanged ({why})")
+    if from_weights:
+        kept = [ch.site.path for ch in conversion.changes if not ch.function_preserving]
+        adapt.append(
+            f"{v.name}: converted sites start function-preserving where possible; not possible at: "
+            + (", ".join(kept) if kept else "none")
+        )
+    return conversion
 
 
 def feature_map_warning(v: Variant, m: nn.Module, size: Sequence[int]) -> str | None:
@@ -754,9 +766,6 @@ def resolve_model_arg(model: Any) -> tuple[str, Any]:
 
 def check_model(model: str, obj: Any = None) -> None:
     """Fail early, in one line, for a MODEL string that cannot be resolved (before any dataset is loaded)."""
-    from . import models
-    from .resolve import check_model_string
-
     if obj is not None:
         return
     if is_builtin(model):
@@ -769,8 +778,6 @@ def check_model(model: str, obj: Any = None) -> None:
         )
     check_model_string(model)
 
-
-Factory = Callable[..., nn.Module]
 
 __all__ = [
     "Built",
@@ -806,12 +813,11 @@ def per_site_variants(
     """One variant per site that ``policy`` (a policy, optionally with ``[selectors]``, or a bare operator spec)
     matches on ``base``'s model, each changing only that site; named by the site path. Returns (variants,
     notes on sites that cannot take the change)."""
-    from .surgery import analyze
-
     probe = parse_entry(policy, base.model, base.model_kwargs)
     if probe.policy is None:
         raise SpecError(f"--per-site {policy!r}: give a surgery policy such as pool->conv(k=3), or an operator spec")
     pol = probe.policy_obj()
+    assert pol is not None
     torch.manual_seed(0)
     built = build(replace(base, name=DEFAULT, slug=DEFAULT), num_classes, input_size)
     inner, size = _inner(built)

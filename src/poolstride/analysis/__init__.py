@@ -15,8 +15,8 @@
 from __future__ import annotations
 
 from . import alias
-from .alias import AliasResult, model_alias, study_alias
-from .core import CONVENTIONS, Layer, Report, cost_summary, inspect
+from .alias import AliasResult
+from .core import CONVENTIONS, Inspection, Layer, cost_summary, inspect
 from .explain import explain_ops, explain_stem, explain_vgg
 from .gradflow import ERF, GradFlow, LayerGrad, erf, gradflow
 from .profile import BatchProfile, Profile, Timing, profile
@@ -30,10 +30,10 @@ __all__ = [
     "Axis",
     "BatchProfile",
     "GradFlow",
+    "Inspection",
     "Layer",
     "LayerGrad",
     "Profile",
-    "Report",
     "Timing",
     "alias",
     "chain",
@@ -45,7 +45,5 @@ __all__ = [
     "gradflow",
     "inspect",
     "merge",
-    "model_alias",
     "profile",
-    "study_alias",
 ]

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from ..ops.registry import Downsample
-from .counting import classify, first_tensor_in, inner_macs
-from .graph import Ref, TMeta, capture
+from .counting import NodeRule, classify, first_tensor_in, inner_macs
+from .graph import Ref, Step, TMeta, capture
 from .layout import Layout, to_map
 from .rf import RF
-from .track import State, Tracker, has_tensor, kind_of
+from .track import State, Tracked, Tracker, has_tensor, kind_of
 
 SCHEMA_VERSION = 1
 
@@ -61,8 +61,8 @@ class Layer:
 
 
 @dataclass
-class Report:
-    """The result of :func:`inspect`."""
+class Inspection:
+    """The result of :func:`inspect` (per-layer rows and totals of one model at one input size)."""
 
     model: str
     input_size: tuple[int, int, int]
@@ -129,11 +129,11 @@ def inspect(
     input_size: Sequence[int] = (3, 224, 224),
     batch: int = 1,
     name: str | None = None,
-) -> Report:
+) -> Inspection:
     """Analyse ``model`` for one input of size ``input_size`` = (C, H, W) at batch ``batch`` (an
     (N, C, H, W) size sets the batch too).
 
-    Returns a :class:`Report` whose ``layers`` hold, per node of the graph: output shape, params
+    Returns an :class:`Inspection` whose ``layers`` hold, per node of the graph: output shape, params
     (trainable / frozen), conv/linear MACs, other ops, activation bytes, receptive field size, jump and
     centre offset, and the downsampling site (path, kind, operator) the node belongs to; ``totals`` holds
     the forward pass and the training step (conventions in ``docs/conventions.md``).
@@ -149,70 +149,102 @@ def inspect(
             layer.name = model.op_name if layer.name == "0" else layer.name
         return rep
     cap = capture(model, (batch, c, h, w))
-    steps = cap.steps
+    walk = _Walk(model, cap.steps, Tracker(cap.steps, (h, w), cap.method == "module-walk"))
+    for step in cap.steps:
+        walk.visit(step)
     notes = list(cap.warnings)
-    tracker = Tracker(steps, (h, w), cap.method == "module-walk")
-    grads: dict[int, bool] = {}
-    layers: list[Layer] = []
-    misaligned: list[dict[str, Any]] = []
-    uncounted: dict[str, int] = {}
-    unknown_from: list[str] = []
-    site_cache: dict[str, dict[str, Any]] = {}
-    global_ops: list[int] = []  # global feature maps (spectral operators, convs on their output...)
-    maps: list[tuple[int, State]] = []  # rows that are N x C x H x W maps (or unknown ones): the model's RF
+    for mis in walk.misaligned:
+        notes.append(f"misaligned branches at {mis['layer']}: {mis['problem']}")
+    for msg in walk.unknown_from:
+        notes.append(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    if walk.uncounted:
+        notes.append(
+            "ops with no counting rule (0 ops): " + ", ".join(f"{k} x{v}" for k, v in sorted(walk.uncounted.items()))
+        )
+    totals = _totals(model, walk.layers, walk.global_ops, walk.maps, walk.misaligned, batch, c, h, w)
+    return Inspection(
+        name or type(model).__name__, (c, h, w), batch, cap.method, cap.execution, walk.layers, totals, notes
+    )
 
-    for step in steps:
+
+@dataclass
+class _Walk:
+    """The state of one pass over the captured steps: one :class:`Layer` per step, and what the totals and the
+    notes need (misaligned merges, unknown fields, uncounted ops, global maps, feature maps)."""
+
+    model: nn.Module
+    steps: list[Step]
+    tracker: Tracker
+    grads: dict[int, bool] = field(default_factory=dict)  # step index -> its value needs a gradient
+    layers: list[Layer] = field(default_factory=list)
+    misaligned: list[dict[str, Any]] = field(default_factory=list)
+    uncounted: dict[str, int] = field(default_factory=dict)
+    unknown_from: list[str] = field(default_factory=list)
+    site_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    global_ops: list[int] = field(default_factory=list)  # global feature maps (spectral operators, convs on them)
+    maps: list[tuple[int, State]] = field(default_factory=list)  # N x C x H x W rows (or unknown): the model's RF
+
+    def visit(self, step: Step) -> None:
         if step.kind == "input":
-            tracker.input(step)
-            grads[step.index] = False
-            continue
+            self.tracker.input(step)
+            self.grads[step.index] = False
+            return
         if step.kind == "attr":
-            tracker.constant(step)
-            grads[step.index] = any(p.requires_grad for p in _attr_params(model, str(step.target)))
-            continue
-        rule = classify(step, steps)
-        tin = first_tensor_in(step, steps)
+            self.tracker.constant(step)
+            self.grads[step.index] = any(p.requires_grad for p in _attr_params(self.model, str(step.target)))
+            return
+        rule = classify(step, self.steps)
+        tr = self._receptive_field(step, rule)
+        self.layers.append(self._layer(step, rule, tr))
+
+    def _receptive_field(self, step: Step, rule: NodeRule) -> Tracked:
         out = step.out
-        # receptive field
-        parents = [p for p in step.parents if has_tensor(steps[p].out)]
+        parents = [p for p in step.parents if has_tensor(self.steps[p].out)]
         if rule.first_only:
             parents = parents[:1]
-        tr = tracker.step(step, rule, parents)
+        tr = self.tracker.step(step, rule, parents)
         state = tr.state
-        rf = _shown(state, out)
         if tr.problem:
-            misaligned.append({"layer": step.name, "problem": tr.problem})
+            self.misaligned.append({"layer": step.name, "problem": tr.problem})
         if tr.reason:
-            unknown_from.append(
+            self.unknown_from.append(
                 f"receptive field unknown from {step.name} ({step.target_name}): {tr.reason}; it and every value "
                 "computed from it report no receptive field (None)"
             )
         if isinstance(out, TMeta) and out.spatial and (state.unknown or _is_map(state)):
-            maps.append((len(layers), state))
+            self.maps.append((len(self.layers), state))
         if (
             isinstance(out, TMeta) and out.spatial and out.hw != (1, 1) and state.rf is not None and state.rf.glob
             and kind_of(step) == "spatial" and not rule.view
         ):  # fmt: skip
-            global_ops.append(len(layers))  # a global feature map: a spectral operator, a conv on its output...
-        # cost
+            self.global_ops.append(len(self.layers))  # a global feature map: a spectral operator, a conv on it...
+        return tr
+
+    def _backward_macs(self, step: Step, rule: NodeRule, macs: int, trainable: int) -> int:
+        """Grad-weight MACs (trainable weights) + grad-input MACs (an input that needs a gradient); records
+        whether this step's value needs a gradient."""
+        in_grad = any(self.grads.get(p, False) for p in step.parents)
+        self.grads[step.index] = in_grad or trainable > 0
+        if not macs:
+            return 0
+        if step.kind == "module":
+            w_train = trainable > 0
+        else:
+            wref = rule.matmul_weight_ref
+            w_train = isinstance(wref, Ref) and self.grads.get(wref.index, False)
+        return macs * (int(w_train) + int(in_grad))
+
+    def _layer(self, step: Step, rule: NodeRule, tr: Tracked) -> Layer:
+        out = step.out
+        tin = first_tensor_in(step, self.steps)
+        rf = _shown(tr.state, out)
         macs, bias = inner_macs(step.inner)
         macs += rule.matmul_macs
-        other = rule.other_ops + bias
         if rule.uncounted and isinstance(out, TMeta):
-            uncounted[step.target_name] = uncounted.get(step.target_name, 0) + 1
-        params = trainable = 0
-        if step.kind == "module":
-            params, trainable = _param_counts(step.target)
-        in_grad = any(grads.get(p, False) for p in step.parents)
-        grads[step.index] = in_grad or trainable > 0
-        bwd = 0
-        if macs:
-            if step.kind == "module":
-                w_train = trainable > 0
-            else:
-                wref = rule.matmul_weight_ref
-                w_train = isinstance(wref, Ref) and grads.get(wref.index, False)
-            bwd = macs * (int(w_train) + int(in_grad))
+            self.uncounted[step.target_name] = self.uncounted.get(step.target_name, 0) + 1
+        params, trainable = _param_counts(step.target) if step.kind == "module" else (0, 0)
+        bwd = self._backward_macs(step, rule, macs, trainable)
         down = bool(
             isinstance(out, TMeta) and out.spatial and tin is not None and tin.spatial
             and (out.hw[0] < tin.hw[0] or out.hw[1] < tin.hw[1])
@@ -220,44 +252,28 @@ def inspect(
         # activations: the output, and what a registered operator allocates inside (its stride-1 maps)
         act = out.nbytes if isinstance(out, TMeta) and not rule.view else 0
         act += sum(t.nbytes for t in step.temps)
-        layers.append(
-            Layer(
-                name=step.name,
-                op=step.target_name,
-                kind=step.kind,
-                shape=list(out.shape) if isinstance(out, TMeta) else None,
-                params=params,
-                trainable_params=trainable,
-                macs=macs,
-                backward_macs=bwd,
-                other_ops=other,
-                other_kind=rule.other_kind if rule.other_ops else ("bias" if bias else ""),
-                activation_bytes=act,
-                rf=_fmt_pair(rf.size) if rf is not None else None,
-                jump=_fmt_pair(rf.jump) if rf is not None else None,
-                center=_fmt_pair(rf.center) if rf is not None else None,
-                rf_global=bool(rf is not None and (rf.glob or rf.context)),
-                downsample=down,
-                site=_site_info(model, step.site, site_cache),
-                view=rule.view or not isinstance(out, TMeta),
-                note="; ".join(
-                    x
-                    for x in (rule.note, tr.note, tr.problem or "", f"RF unknown: {tr.reason}" if tr.reason else "")
-                    if x
-                ),
-            )
+        notes = (rule.note, tr.note, tr.problem or "", f"RF unknown: {tr.reason}" if tr.reason else "")
+        return Layer(
+            name=step.name,
+            op=step.target_name,
+            kind=step.kind,
+            shape=list(out.shape) if isinstance(out, TMeta) else None,
+            params=params,
+            trainable_params=trainable,
+            macs=macs,
+            backward_macs=bwd,
+            other_ops=rule.other_ops + bias,
+            other_kind=rule.other_kind if rule.other_ops else ("bias" if bias else ""),
+            activation_bytes=act,
+            rf=_fmt_pair(rf.size) if rf is not None else None,
+            jump=_fmt_pair(rf.jump) if rf is not None else None,
+            center=_fmt_pair(rf.center) if rf is not None else None,
+            rf_global=bool(rf is not None and (rf.glob or rf.context)),
+            downsample=down,
+            site=_site_info(self.model, step.site, self.site_cache),
+            view=rule.view or not isinstance(out, TMeta),
+            note="; ".join(x for x in notes if x),
         )
-    for mis in misaligned:
-        notes.append(f"misaligned branches at {mis['layer']}: {mis['problem']}")
-    for msg in unknown_from:
-        notes.append(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-    if uncounted:
-        notes.append(
-            "ops with no counting rule (0 ops): " + ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
-        )
-    totals = _totals(model, layers, global_ops, maps, misaligned, batch, c, h, w)
-    return Report(name or type(model).__name__, (c, h, w), batch, cap.method, cap.execution, layers, totals, notes)
 
 
 def _is_map(state: State) -> bool:
@@ -367,4 +383,4 @@ def cost_summary(model: nn.Module, input_size: Sequence[int]) -> dict[str, Any]:
     return {k: t[k] for k in ("params", "trainable_params", "macs", "other_ops", "activation_bytes", "rf", "jump")}
 
 
-__all__ = ["CONVENTIONS", "Layer", "Report", "cost_summary", "inspect"]
+__all__ = ["CONVENTIONS", "Inspection", "Layer", "cost_summary", "inspect"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,155 +186,316 @@ def _getitem_stages(idx: Any, ndim: int, shape: Sequence[int] | None = None) -> 
     return res[0], res[1]
 
 
+@dataclass(frozen=True)
+class Node:
+    """What a counter sees of one step: the step, all steps (to read its arguments' shapes), its first tensor
+    input and its output summary."""
+
+    step: Step
+    steps: Sequence[Step]
+    tin: TMeta | None
+    out: Any
+
+    @property
+    def numel(self) -> int:
+        return self.out.numel if isinstance(self.out, TMeta) else 0
+
+    @property
+    def spatial_out(self) -> bool:
+        return isinstance(self.out, TMeta) and self.out.spatial
+
+    def arg(self, i: int, name: str, default: Any = None) -> Any:
+        return _arg(self.step, i, name, default)
+
+    def meta(self, v: Any) -> TMeta | None:
+        return _meta(self.steps, v)
+
+    def tensor_args(self) -> int:
+        return sum(1 for a in self.step.args if self.meta(a) is not None)
+
+
+#: a counter: the rule of one node, or None when it cannot tell (the node is then a "guess")
+Counter = Callable[[Any, Node], NodeRule | None]
+
+_MODULE_COUNTERS: dict[type, Counter] = {}
+_FUNCTION_COUNTERS: dict[Any, Counter] = {}
+_METHOD_COUNTERS: dict[str, Counter] = {}
+
+
+def register_counter(module_type: type[nn.Module], handler: Counter) -> None:
+    """Count the calls of ``module_type`` (and its subclasses that have no counter of their own) with
+    ``handler(module, node) -> NodeRule | None`` (fvcore-style); replaces an existing counter of that type."""
+    _MODULE_COUNTERS[module_type] = handler
+
+
+def _register(table: dict[Any, Counter], keys: Any, handler: Counter) -> None:
+    for k in keys:
+        table.setdefault(k, handler)  # the first rule registered for a key wins
+
+
+def _module_counter(m: nn.Module) -> Counter | None:
+    for cls in type(m).__mro__:
+        if cls in _MODULE_COUNTERS:
+            return _MODULE_COUNTERS[cls]
+    return None
+
+
 def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
-    out = step.out
-    tin = first_tensor_in(step, steps)
+    """The rule of one step, from the counter registered for its module type, function or method name."""
+    node = Node(step, steps, first_tensor_in(step, steps), step.out)
     t = step.target
     if step.kind == "module":
-        m = t
-        numel = out.numel if isinstance(out, TMeta) else 0
-        if isinstance(m, Downsample):
-            c, h, w = (tin.shape[1], tin.shape[2], tin.shape[3]) if tin is not None and tin.spatial else (0, 0, 0)
-            n = tin.shape[0] if tin is not None else 1
-            return NodeRule(_downsample_stages(m), n * m.other_ops(c, h, w), m.op_name)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            hw = tin.hw if tin is not None and tin.spatial else None
-            return NodeRule(_conv_stages(m.kernel_size, m.stride, m.padding, m.dilation, hw))
-        if isinstance(m, (nn.ConvTranspose2d,)):
-            s = _pair(m.stride)
-            return NodeRule(([(1.0, 1 / s[0], 0.0)], [(1.0, 1 / s[1], 0.0)]), note="transposed conv: RF approximate")
-        if isinstance(m, nn.Linear):
-            return NodeRule("global" if not (isinstance(out, TMeta) and out.spatial) else None)
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            k = _pair(m.kernel_size)
-            st: Any = m.stride if m.stride is not None else m.kernel_size
-            d = getattr(m, "dilation", 1)
-            per = k[0] * k[1] - 1 if isinstance(m, nn.MaxPool2d) else k[0] * k[1]
-            note = "ceil_mode: the last window may hang over the edge" if m.ceil_mode else ""
-            return NodeRule(
-                _conv_stages(m.kernel_size, st, m.padding, d, None), numel * per,
-                "max" if isinstance(m, nn.MaxPool2d) else "avg", note=note,
-            )  # fmt: skip
-        if isinstance(m, nn.LPPool2d):
-            k = _pair(m.kernel_size)
-            st2: Any = m.stride if m.stride is not None else m.kernel_size
-            return NodeRule(_conv_stages(m.kernel_size, st2, 0, 1, None), numel * 2 * k[0] * k[1], "lp")
-        if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and tin is not None and isinstance(out, TMeta):
-            geo, win, note = _adaptive(tin.hw, out.hw)
-            per = win if isinstance(m, nn.AdaptiveAvgPool2d) else win - 1
-            return NodeRule(geo, numel * per, "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max", note=note)
-        if isinstance(m, NORM_MODULES):
-            return NodeRule(None, numel, "norm")
-        if isinstance(m, ACT_MODULES):
-            return NodeRule(None, numel, "act")
-        if isinstance(m, PASS_MODULES):
-            return NodeRule(None, view=isinstance(m, nn.Identity))
-        if isinstance(m, nn.Flatten):
-            return NodeRule("global" if not (isinstance(out, TMeta) and out.spatial) else None, view=True)
-        if isinstance(m, nn.PixelUnshuffle):
-            r = float(m.downscale_factor)
-            return NodeRule(([(r, r, 0.0)], [(r, r, 0.0)]), view=True)
-        if isinstance(m, nn.PixelShuffle):
-            r = float(m.upscale_factor)
-            return NodeRule(([(1.0, 1 / r, 0.0)], [(1.0, 1 / r, 0.0)]), view=True)
-        if isinstance(m, PAD_MODULES):
-            pad_attr: Any = getattr(m, "padding", 0)
-            p = pad_attr if isinstance(pad_attr, tuple) else (pad_attr,) * 4
-            return NodeRule(([(1.0, 1.0, float(p[2]))], [(1.0, 1.0, float(p[0]))]), view=True)
-        if isinstance(m, nn.Upsample) and tin is not None and isinstance(out, TMeta):
-            return NodeRule(_rescale(tin, out), note="upsampling: RF approximate")
-        if isinstance(m, nn.Softmax):
-            return NodeRule(None, numel * 3, "softmax")
-        return NodeRule("guess", uncounted=True)
+        handler = _module_counter(t)
+        rule = handler(t, node) if handler is not None else None
+        return rule if rule is not None else NodeRule("guess", uncounted=True)
     if step.kind == "function":
-        numel = out.numel if isinstance(out, TMeta) else 0
-        if t in ACT_FUNCS:
-            return NodeRule(None, numel, "act")
-        if t in NORM_FUNCS:
-            return NodeRule(None, numel, "norm")
-        if t in ELEM_FUNCS:
-            n_t = sum(1 for a in step.args if _meta(steps, a) is not None)
-            return NodeRule(
-                None, numel, "add" if t in (operator.add, operator.iadd, torch.add) else "mul", merge=n_t > 1
-            )
-        if t in MERGE_FUNCS:
-            return NodeRule(None, view=True, merge=True)
-        if t in POOL_FUNCS:
-            is_max = t in (F.max_pool2d, torch.max_pool2d)
-            k = _arg(step, 1, "kernel_size")
-            s = _arg(step, 2, "stride") or k
-            p = _arg(step, 3, "padding", 0)
-            d = _arg(step, 4, "dilation", 1) if is_max else 1
-            kk = _pair(k)
-            per = kk[0] * kk[1] - 1 if is_max else kk[0] * kk[1]
-            return NodeRule(_conv_stages(k, s, p, d, None), numel * per, "max" if is_max else "avg")
-        if t in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d) and tin is not None and isinstance(out, TMeta):
-            geo, win, note = _adaptive(tin.hw, out.hw)
-            avg = t is F.adaptive_avg_pool2d
-            return NodeRule(geo, numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
-        if t in (F.conv2d, torch.conv2d):
-            wm = _meta(steps, _arg(step, 1, "weight"))
-            hw = tin.hw if tin is not None and tin.spatial else None
-            geo = _conv_stages(
-                wm.shape[-2:] if wm is not None else 1, _arg(step, 3, "stride", 1), _arg(step, 4, "padding", 0),
-                _arg(step, 5, "dilation", 1), hw,
-            )  # fmt: skip
-            macs = numel * (math.prod(wm.shape[1:]) if wm is not None else 0)
-            wref = _arg(step, 1, "weight")
-            return NodeRule(geo, matmul_macs=macs, matmul_weight_ref=wref if isinstance(wref, Ref) else None)
-        if t in (F.linear, torch.matmul, operator.matmul, torch.mm, torch.bmm):
-            wl = _meta(steps, _arg(step, 1, "weight"))
-            inner = wl.shape[-1] if (wl is not None and t is F.linear) else (tin.shape[-1] if tin is not None else 0)
-            wref = _arg(step, 1, "weight")
-            return NodeRule(
-                "global" if not (isinstance(out, TMeta) and out.spatial) else None, matmul_macs=numel * inner,
-                matmul_weight_ref=wref if isinstance(wref, Ref) else None,
-            )  # fmt: skip
-        if t is F.pad or t is torch.constant_pad_nd:
-            pad = _arg(step, 1, "pad", ())
-            pl = float(pad[0]) if len(pad) >= 2 else 0.0
-            pt = float(pad[2]) if len(pad) >= 4 else 0.0
-            return NodeRule(([(1.0, 1.0, pt)], [(1.0, 1.0, pl)]), view=True)
-        if t is operator.getitem:
-            if tin is not None and tin.spatial and isinstance(out, TMeta) and out.spatial:
-                g = _getitem_stages(_arg(step, 1, "idx"), 4)
-                if g is not None:
-                    return NodeRule(g, view=True)
-            return NodeRule(None, view=True)
-        if t in (F.interpolate,) and tin is not None and isinstance(out, TMeta) and out.spatial:
-            return NodeRule(_rescale(tin, out), note="upsampling: RF approximate")
-        if t in (F.pixel_unshuffle, torch.pixel_unshuffle):
-            r = float(_arg(step, 1, "downscale_factor"))
-            return NodeRule(([(r, r, 0.0)], [(r, r, 0.0)]), view=True)
-        if t in REDUCE_FUNCS:
-            return _reduce(step, tin, out)
-        if t in (torch.flatten,) or t in VIEW_FUNCS:
-            return NodeRule(None, view=True)
-        if getattr(t, "__name__", "") == "match" and tin is not None and isinstance(out, TMeta):
-            if tin.hw == out.hw:
-                return NodeRule(None, view=True, first_only=True)
-            geo, win, note = _adaptive(tin.hw, out.hw)
-            return NodeRule(geo, out.numel * win, "avg", note=note or "shortcut resized", first_only=True)
-        if t in (F.dropout, F.dropout2d):
-            return NodeRule(None)
-        if t in (F.softmax, torch.softmax, F.log_softmax):
-            return NodeRule(None, numel * 3, "softmax")
-        return NodeRule("guess", uncounted=isinstance(out, TMeta))
+        handler = _FUNCTION_COUNTERS.get(t)
+        if handler is None and getattr(t, "__name__", "") == "match":
+            handler = _f_shortcut_match
+        rule = handler(t, node) if handler is not None else None
+        return rule if rule is not None else NodeRule("guess", uncounted=isinstance(node.out, TMeta))
     if step.kind == "method":
-        numel = out.numel if isinstance(out, TMeta) else 0
-        if t in ACT_METHODS:
-            return NodeRule(None, numel, "act")
-        if t in ELEM_METHODS:
-            n_t = sum(1 for a in step.args if _meta(steps, a) is not None)
-            return NodeRule(None, numel, "add" if t.startswith("add") else "mul", merge=n_t > 1)
-        if t in REDUCE_METHODS:
-            return _reduce(step, tin, out)
-        if t in VIEW_METHODS:
-            return NodeRule(None, view=True)
-        if t == "softmax":
-            return NodeRule(None, numel * 3, "softmax")
-        return NodeRule("guess", uncounted=isinstance(out, TMeta))
+        handler = _METHOD_COUNTERS.get(t) if isinstance(t, str) else None
+        rule = handler(t, node) if handler is not None else None
+        return rule if rule is not None else NodeRule("guess", uncounted=isinstance(node.out, TMeta))
     return NodeRule(None, view=True)
+
+
+# -- module counters -------------------------------------------------------------------------------------------------
+def _m_downsample(m: Downsample, n: Node) -> NodeRule:
+    tin = n.tin
+    c, h, w = (tin.shape[1], tin.shape[2], tin.shape[3]) if tin is not None and tin.spatial else (0, 0, 0)
+    b = tin.shape[0] if tin is not None else 1
+    return NodeRule(_downsample_stages(m), b * m.other_ops(c, h, w), m.op_name)
+
+
+def _m_conv(m: Any, n: Node) -> NodeRule:
+    hw = n.tin.hw if n.tin is not None and n.tin.spatial else None
+    return NodeRule(_conv_stages(m.kernel_size, m.stride, m.padding, m.dilation, hw))
+
+
+def _m_conv_transpose(m: Any, n: Node) -> NodeRule:
+    s = _pair(m.stride)
+    return NodeRule(([(1.0, 1 / s[0], 0.0)], [(1.0, 1 / s[1], 0.0)]), note="transposed conv: RF approximate")
+
+
+def _m_linear(m: nn.Module, n: Node) -> NodeRule:
+    return NodeRule("global" if not n.spatial_out else None)
+
+
+def _m_pool(m: Any, n: Node) -> NodeRule:
+    k = _pair(m.kernel_size)
+    st: Any = m.stride if m.stride is not None else m.kernel_size
+    d = getattr(m, "dilation", 1)
+    is_max = isinstance(m, nn.MaxPool2d)
+    per = k[0] * k[1] - 1 if is_max else k[0] * k[1]
+    note = "ceil_mode: the last window may hang over the edge" if m.ceil_mode else ""
+    geo = _conv_stages(m.kernel_size, st, m.padding, d, None)
+    return NodeRule(geo, n.numel * per, "max" if is_max else "avg", note=note)
+
+
+def _m_lp_pool(m: Any, n: Node) -> NodeRule:
+    k = _pair(m.kernel_size)
+    st: Any = m.stride if m.stride is not None else m.kernel_size
+    return NodeRule(_conv_stages(m.kernel_size, st, 0, 1, None), n.numel * 2 * k[0] * k[1], "lp")
+
+
+def _m_adaptive_pool(m: nn.Module, n: Node) -> NodeRule | None:
+    if n.tin is None or not isinstance(n.out, TMeta):
+        return None
+    geo, win, note = _adaptive(n.tin.hw, n.out.hw)
+    avg = isinstance(m, nn.AdaptiveAvgPool2d)
+    return NodeRule(geo, n.numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
+
+
+def _per_element(kind: str, factor: int = 1) -> Counter:
+    """An elementwise layer: ``factor`` ops per output element of kind ``kind``, geometry unchanged."""
+
+    def count(m: Any, n: Node) -> NodeRule:
+        return NodeRule(None, n.numel * factor, kind)
+
+    return count
+
+
+def _m_pass(m: nn.Module, n: Node) -> NodeRule:
+    return NodeRule(None, view=isinstance(m, nn.Identity))
+
+
+def _m_flatten(m: nn.Module, n: Node) -> NodeRule:
+    return NodeRule("global" if not n.spatial_out else None, view=True)
+
+
+def _m_pixel_unshuffle(m: Any, n: Node) -> NodeRule:
+    r = float(m.downscale_factor)
+    return NodeRule(([(r, r, 0.0)], [(r, r, 0.0)]), view=True)
+
+
+def _m_pixel_shuffle(m: Any, n: Node) -> NodeRule:
+    r = float(m.upscale_factor)
+    return NodeRule(([(1.0, 1 / r, 0.0)], [(1.0, 1 / r, 0.0)]), view=True)
+
+
+def _m_pad(m: nn.Module, n: Node) -> NodeRule:
+    pad_attr: Any = getattr(m, "padding", 0)
+    p = pad_attr if isinstance(pad_attr, tuple) else (pad_attr,) * 4
+    return NodeRule(([(1.0, 1.0, float(p[2]))], [(1.0, 1.0, float(p[0]))]), view=True)
+
+
+def _m_upsample(m: nn.Module, n: Node) -> NodeRule | None:
+    if n.tin is None or not isinstance(n.out, TMeta):
+        return None
+    return NodeRule(_rescale(n.tin, n.out), note="upsampling: RF approximate")
+
+
+for _types, _handler in (
+    ((Downsample,), _m_downsample),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), _m_conv),
+    ((nn.ConvTranspose2d,), _m_conv_transpose),
+    ((nn.Linear,), _m_linear),
+    ((nn.MaxPool2d, nn.AvgPool2d), _m_pool),
+    ((nn.LPPool2d,), _m_lp_pool),
+    ((nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d), _m_adaptive_pool),
+    (NORM_MODULES, _per_element("norm")),
+    (ACT_MODULES, _per_element("act")),
+    (PASS_MODULES, _m_pass),
+    ((nn.Flatten,), _m_flatten),
+    ((nn.PixelUnshuffle,), _m_pixel_unshuffle),
+    ((nn.PixelShuffle,), _m_pixel_shuffle),
+    (PAD_MODULES, _m_pad),
+    ((nn.Upsample,), _m_upsample),
+    ((nn.Softmax,), _per_element("softmax", 3)),
+):
+    _register(_MODULE_COUNTERS, _types, _handler)
+
+
+# -- function and method counters -----------------------------------------------------------------------------------
+def _f_elementwise(t: Any, n: Node) -> NodeRule:
+    if isinstance(t, str):
+        kind = "add" if t.startswith("add") else "mul"
+    else:
+        kind = "add" if t in (operator.add, operator.iadd, torch.add) else "mul"
+    return NodeRule(None, n.numel, kind, merge=n.tensor_args() > 1)
+
+
+def _f_merge(t: Any, n: Node) -> NodeRule:
+    return NodeRule(None, view=True, merge=True)
+
+
+def _f_pool(t: Any, n: Node) -> NodeRule:
+    is_max = t in (F.max_pool2d, torch.max_pool2d)
+    k = n.arg(1, "kernel_size")
+    s = n.arg(2, "stride") or k
+    p = n.arg(3, "padding", 0)
+    d = n.arg(4, "dilation", 1) if is_max else 1
+    kk = _pair(k)
+    per = kk[0] * kk[1] - 1 if is_max else kk[0] * kk[1]
+    return NodeRule(_conv_stages(k, s, p, d, None), n.numel * per, "max" if is_max else "avg")
+
+
+def _f_adaptive_pool(t: Any, n: Node) -> NodeRule | None:
+    if n.tin is None or not isinstance(n.out, TMeta):
+        return None
+    geo, win, note = _adaptive(n.tin.hw, n.out.hw)
+    avg = t is F.adaptive_avg_pool2d
+    return NodeRule(geo, n.numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
+
+
+def _f_conv(t: Any, n: Node) -> NodeRule:
+    wref = n.arg(1, "weight")
+    wm = n.meta(wref)
+    hw = n.tin.hw if n.tin is not None and n.tin.spatial else None
+    k = wm.shape[-2:] if wm is not None else 1
+    geo = _conv_stages(k, n.arg(3, "stride", 1), n.arg(4, "padding", 0), n.arg(5, "dilation", 1), hw)
+    macs = n.numel * (math.prod(wm.shape[1:]) if wm is not None else 0)
+    return NodeRule(geo, matmul_macs=macs, matmul_weight_ref=wref if isinstance(wref, Ref) else None)
+
+
+def _f_matmul(t: Any, n: Node) -> NodeRule:
+    wref = n.arg(1, "weight")
+    wl = n.meta(wref)
+    inner = wl.shape[-1] if (wl is not None and t is F.linear) else (n.tin.shape[-1] if n.tin is not None else 0)
+    return NodeRule(
+        "global" if not n.spatial_out else None, matmul_macs=n.numel * inner,
+        matmul_weight_ref=wref if isinstance(wref, Ref) else None,
+    )  # fmt: skip
+
+
+def _f_pad(t: Any, n: Node) -> NodeRule:
+    pad = n.arg(1, "pad", ())
+    pl = float(pad[0]) if len(pad) >= 2 else 0.0
+    pt = float(pad[2]) if len(pad) >= 4 else 0.0
+    return NodeRule(([(1.0, 1.0, pt)], [(1.0, 1.0, pl)]), view=True)
+
+
+def _f_getitem(t: Any, n: Node) -> NodeRule:
+    if n.tin is not None and n.tin.spatial and n.spatial_out:
+        g = _getitem_stages(n.arg(1, "idx"), 4)
+        if g is not None:
+            return NodeRule(g, view=True)
+    return NodeRule(None, view=True)
+
+
+def _f_interpolate(t: Any, n: Node) -> NodeRule | None:
+    if n.tin is None or not isinstance(n.out, TMeta) or not n.out.spatial:
+        return None
+    return NodeRule(_rescale(n.tin, n.out), note="upsampling: RF approximate")
+
+
+def _f_pixel_unshuffle(t: Any, n: Node) -> NodeRule:
+    r = float(n.arg(1, "downscale_factor"))
+    return NodeRule(([(r, r, 0.0)], [(r, r, 0.0)]), view=True)
+
+
+def _f_reduce(t: Any, n: Node) -> NodeRule:
+    return _reduce(n.step, n.tin, n.out)
+
+
+def _f_view(t: Any, n: Node) -> NodeRule:
+    return NodeRule(None, view=True)
+
+
+def _f_shortcut_match(t: Any, n: Node) -> NodeRule | None:
+    """:func:`poolstride.models.shortcuts.match` (auto-wrapped by the tracer): resizes a shortcut to the main path."""
+    if n.tin is None or not isinstance(n.out, TMeta):
+        return None
+    if n.tin.hw == n.out.hw:
+        return NodeRule(None, view=True, first_only=True)
+    geo, win, note = _adaptive(n.tin.hw, n.out.hw)
+    return NodeRule(geo, n.out.numel * win, "avg", note=note or "shortcut resized", first_only=True)
+
+
+def _f_dropout(t: Any, n: Node) -> NodeRule:
+    return NodeRule(None)
+
+
+for _keys, _handler in (
+    (ACT_FUNCS, _per_element("act")),
+    (NORM_FUNCS, _per_element("norm")),
+    (ELEM_FUNCS, _f_elementwise),
+    (MERGE_FUNCS, _f_merge),
+    (POOL_FUNCS, _f_pool),
+    ((F.adaptive_avg_pool2d, F.adaptive_max_pool2d), _f_adaptive_pool),
+    ((F.conv2d, torch.conv2d), _f_conv),
+    ((F.linear, torch.matmul, operator.matmul, torch.mm, torch.bmm), _f_matmul),
+    ((F.pad, torch.constant_pad_nd), _f_pad),
+    ((operator.getitem,), _f_getitem),
+    ((F.interpolate,), _f_interpolate),
+    ((F.pixel_unshuffle, torch.pixel_unshuffle), _f_pixel_unshuffle),
+    (REDUCE_FUNCS, _f_reduce),
+    ((torch.flatten, *VIEW_FUNCS), _f_view),
+    ((F.dropout, F.dropout2d), _f_dropout),
+    ((F.softmax, torch.softmax, F.log_softmax), _per_element("softmax", 3)),
+):
+    _register(_FUNCTION_COUNTERS, _keys, _handler)
+
+for _names, _handler in (
+    (ACT_METHODS, _per_element("act")),
+    (ELEM_METHODS, _f_elementwise),
+    (REDUCE_METHODS, _f_reduce),
+    (VIEW_METHODS, _f_view),
+    (("softmax",), _per_element("softmax", 3)),
+):
+    _register(_METHOD_COUNTERS, _names, _handler)
 
 
 def _rescale(tin: TMeta, out: TMeta) -> tuple[list[Stage], list[Stage]]:
@@ -372,4 +533,4 @@ def inner_macs(inner: Sequence[Inner]) -> tuple[int, int]:
     return macs, bias
 
 
-__all__ = ["NodeRule", "classify", "first_tensor_in", "inner_macs"]
+__all__ = ["Counter", "Node", "NodeRule", "classify", "first_tensor_in", "inner_macs", "register_counter"]

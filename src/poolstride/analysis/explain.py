@@ -14,13 +14,17 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import models, ops
+from ..errors import PoolstrideError
 from ..spec import parse, parse_many
+from .alias import analyze_module
 from .core import inspect
 
 DEFAULT_OPS = ("max", "avg", "conv(k=2)")
@@ -28,9 +32,7 @@ DEFAULT_OPS = ("max", "avg", "conv(k=2)")
 
 def default_ops() -> list[str]:
     """The question's three candidates, then every other registered operator at its defaults."""
-    from ..ops import names
-
-    return list(DEFAULT_OPS) + [n for n in names() if n not in ("max", "avg")]
+    return list(DEFAULT_OPS) + [n for n in ops.names() if n not in ("max", "avg")]
 
 
 def _averaging_init(m: nn.Module) -> None:
@@ -54,11 +56,6 @@ def alias_size(size: tuple[int, int], stride: int = 2) -> int:
 def _alias_ratio(op: nn.Module, n: int, stride: int) -> tuple[float | None, str | None]:
     """(alias ratio, error) of ``op`` (as initialised for the example) on ``n x n`` periodic inputs: the exact
     figure of a linear operator, the measured one otherwise (:func:`poolstride.analysis.alias.analyze_module`)."""
-    import copy
-
-    from ..errors import PoolstrideError
-    from .alias import analyze_module
-
     try:
         res = analyze_module(copy.deepcopy(op).double().eval(), n, stride)
     except (PoolstrideError, RuntimeError, ValueError) as e:
@@ -69,8 +66,6 @@ def _alias_ratio(op: nn.Module, n: int, stride: int) -> tuple[float | None, str 
 
 def explain_ops(specs: str | Sequence[str] | None = None, size: tuple[int, int] = (4, 4)) -> dict[str, Any]:
     """Walk a ``size`` map (values 1..H*W, one channel) through each operator at stride 2."""
-    from .. import ops
-
     h, w = size
     text = ",".join(specs) if isinstance(specs, (list, tuple)) else specs
     parsed = parse_many(text) if text else [parse(s) for s in default_ops()]
@@ -138,8 +133,6 @@ def _stem_rows(rep: Any) -> tuple[int, int, list[str]]:
 
 def explain_stem(model: str = "resnet50", input_size: tuple[int, int, int] = (3, 224, 224)) -> dict[str, Any]:
     """ResNet stem at stride 1 + 2x2 max pool vs the stride-2 stem: MACs, other ops, totals."""
-    from .. import models
-
     out: dict[str, Any] = {"model": model, "input_size": list(input_size)}
     for stem in ("original", "s1pool"):
         rep = inspect(models.build(model, stem=stem), input_size)

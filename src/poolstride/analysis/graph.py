@@ -26,9 +26,12 @@ import torch
 import torch.fx as fx
 from torch import nn
 from torch.func import functional_call
+from torch.nn.utils import stateless
 from torch.overrides import TorchFunctionMode
 
+from ..models.site import DownsampleSite
 from ..ops.registry import Downsample
+from .trace import is_leaf, symbolic_trace
 
 
 @dataclass(frozen=True)
@@ -122,29 +125,6 @@ class Captured:
     method: str  # "fx" or "module-walk"
     execution: str  # "meta" or "real"
     warnings: list[str]
-
-
-def _autowrap() -> tuple[Callable, ...]:
-    fns: list[Callable] = []
-    with contextlib.suppress(Exception):
-        from ..models.shortcuts import match
-
-        fns.append(match)
-    return tuple(fns)
-
-
-def _leaf_types() -> tuple[type, ...]:
-    return (Downsample,)
-
-
-class _Tracer(fx.Tracer):
-    def __init__(self) -> None:
-        super().__init__(autowrap_functions=_autowrap())
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, _leaf_types()):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
 
 
 _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
@@ -294,8 +274,6 @@ class _Recorder(fx.Interpreter):
 
 
 def _site_paths(model: nn.Module) -> set[str]:
-    from ..models.site import DownsampleSite
-
     return {n for n, m in model.named_modules() if isinstance(m, DownsampleSite)}
 
 
@@ -315,7 +293,7 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Captured:
     model.eval()
     try:
         try:
-            gm = fx.GraphModule(model, _Tracer().trace(model))
+            gm = symbolic_trace(model)
         except Exception as e:  # noqa: BLE001 - any trace failure means: fall back
             msg = (
                 f"torch.fx could not trace {type(model).__name__} "
@@ -347,8 +325,6 @@ def capture(model: nn.Module, input_shape: tuple[int, ...]) -> Captured:
 @contextlib.contextmanager
 def _swap_state(module: nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
     """Temporarily replace parameters and buffers by the tensors in ``state`` (like functional_call)."""
-    from torch.nn.utils import stateless
-
     with stateless._reparametrize_module(module, state, tie_weights=True, strict=False):
         yield
 
@@ -408,7 +384,7 @@ def _steps_from_graph(gm: fx.GraphModule, rec: _Recorder, sites: set[str]) -> li
 
 
 def _is_walk_leaf(m: nn.Module) -> bool:
-    return isinstance(m, _leaf_types()) or not any(True for _ in m.children())
+    return is_leaf(m) or not any(True for _ in m.children())
 
 
 def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], str]:

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import PoolstrideError
+
 
 @dataclass
 class Timing:
@@ -154,8 +156,6 @@ def profile(
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import PoolstrideError
-
         raise PoolstrideError("device cuda requested but CUDA is not available")
     was = model.training
     model.to(dev).eval()

@@ -125,6 +125,57 @@ SCRAMBLE_FUNCS: set[Any] = {torch.roll, torch.flip, torch.fliplr, torch.flipud, 
 SCRAMBLE_METHODS = {"roll", "flip", "fliplr", "flipud", "rot90"}
 
 
+#: the tracking kind of each function and method, first match wins (module kinds: :data:`_MODULE_KINDS`)
+_FUNCTION_KINDS: dict[Any, str] = {}
+_METHOD_KINDS: dict[str, str] = {}
+for _keys, _kind in (
+    (ACT_FUNCS | NORM_FUNCS | ELEM_FUNCS | POINTWISE_FUNCS, "elementwise"),
+    ((torch.cat, torch.concat), "cat"),
+    ((torch.stack,), "stack"),
+    (SPATIAL_FUNCS, "spatial"),
+    ((F.linear,), "lastdim"),
+    (MATMUL_FUNCS, "matmul"),
+    ((F.scaled_dot_product_attention,), "attention"),
+    ((operator.getitem,), "getitem"),
+    ((torch.narrow,), "narrow"),
+    (SPLIT_FUNCS, "split"),
+    (REDUCE_FUNCS, "reduce"),
+    (REGROUP_FUNCS, "regroup"),
+    (PERMUTE_FUNCS, "permute"),
+    (SOFTMAX_FUNCS, "softmax"),
+    (CHANNEL_SHUFFLE, "channels"),
+    (SCRAMBLE_FUNCS, "scramble"),
+    ((torch.einsum,), "einsum"),
+    (CONSTANT_FUNCS, "constant"),
+):
+    for _k in _keys:
+        _FUNCTION_KINDS.setdefault(_k, _kind)
+for _names, _kind in (
+    (ACT_METHODS | ELEM_METHODS | POINTWISE_METHODS, "elementwise"),
+    (IDENTITY_METHODS, "identity"),
+    (REGROUP_METHODS, "regroup"),
+    (PERMUTE_METHODS, "permute"),
+    (EXPAND_METHODS, "expand"),
+    (SPLIT_METHODS, "split"),
+    (("narrow",), "narrow"),
+    (REDUCE_METHODS, "reduce"),
+    (("softmax", "log_softmax"), "softmax"),
+    (SCRAMBLE_METHODS, "scramble"),
+    (CONSTANT_METHODS | NONTENSOR_METHODS, "constant"),
+):
+    for _k in _names:
+        _METHOD_KINDS.setdefault(_k, _kind)
+_MODULE_KINDS: tuple[tuple[tuple[type, ...], str], ...] = (
+    ((Downsample, *SPATIAL_MODULES), "spatial"),
+    ((*ACT_MODULES, *NORM_MODULES, *PASS_MODULES, nn.Softmax2d), "elementwise"),
+    ((nn.Softmax,), "softmax"),
+    ((nn.Flatten, nn.Unflatten), "regroup"),
+    ((nn.Linear,), "lastdim"),
+    ((nn.ChannelShuffle,), "channels"),
+    ((nn.MultiheadAttention,), "attention"),
+)
+
+
 def kind_of(step: Step) -> str:
     """The tracking kind of a node (see the module docstring)."""
     t = step.target
@@ -132,87 +183,13 @@ def kind_of(step: Step) -> str:
     if name in POINTWISE_NAMES or getattr(t, "__name__", "") in POINTWISE_NAMES:
         return "elementwise"
     if step.kind == "module":
-        if isinstance(t, (Downsample, *SPATIAL_MODULES)):
-            return "spatial"
-        if isinstance(t, (*ACT_MODULES, *NORM_MODULES, *PASS_MODULES, nn.Softmax2d)):
-            return "elementwise"
-        if isinstance(t, nn.Softmax):
-            return "softmax"
-        if isinstance(t, (nn.Flatten, nn.Unflatten)):
-            return "regroup"
-        if isinstance(t, nn.Linear):
-            return "lastdim"
-        if isinstance(t, nn.ChannelShuffle):
-            return "channels"
-        if isinstance(t, nn.MultiheadAttention):
-            return "attention"
-        return "unknown"
+        return next((kind for types, kind in _MODULE_KINDS if isinstance(t, types)), "unknown")
     if step.kind == "function":
         if getattr(t, "__name__", "") == "match":  # models.shortcuts.match: resize a shortcut to the main path
             return "spatial"
-        if t in ACT_FUNCS or t in NORM_FUNCS or t in ELEM_FUNCS or t in POINTWISE_FUNCS:
-            return "elementwise"
-        if t in (torch.cat, torch.concat):
-            return "cat"
-        if t is torch.stack:
-            return "stack"
-        if t in SPATIAL_FUNCS:
-            return "spatial"
-        if t is F.linear:
-            return "lastdim"
-        if t in MATMUL_FUNCS:
-            return "matmul"
-        if t is F.scaled_dot_product_attention:
-            return "attention"
-        if t is operator.getitem:
-            return "getitem"
-        if t is torch.narrow:
-            return "narrow"
-        if t in SPLIT_FUNCS:
-            return "split"
-        if t in REDUCE_FUNCS:
-            return "reduce"
-        if t in REGROUP_FUNCS:
-            return "regroup"
-        if t in PERMUTE_FUNCS:
-            return "permute"
-        if t in SOFTMAX_FUNCS:
-            return "softmax"
-        if t in CHANNEL_SHUFFLE:
-            return "channels"
-        if t in SCRAMBLE_FUNCS:
-            return "scramble"
-        if t is torch.einsum:
-            return "einsum"
-        if t in CONSTANT_FUNCS:
-            return "constant"
-        return "unknown"
+        return _FUNCTION_KINDS.get(t, "unknown")
     if step.kind == "method":
-        if t in ACT_METHODS or t in ELEM_METHODS or t in POINTWISE_METHODS:
-            return "elementwise"
-        if t in IDENTITY_METHODS:
-            return "identity"
-        if t in REGROUP_METHODS:
-            return "regroup"
-        if t in PERMUTE_METHODS:
-            return "permute"
-        if t in EXPAND_METHODS:
-            return "expand"
-        if t in SPLIT_METHODS:
-            return "split"
-        if t == "narrow":
-            return "narrow"
-        if t in REDUCE_METHODS:
-            return "reduce"
-        if t in ("softmax", "log_softmax"):
-            return "softmax"
-        if t in SCRAMBLE_METHODS:
-            return "scramble"
-        if t in CONSTANT_METHODS:
-            return "constant"
-        if t in NONTENSOR_METHODS:
-            return "constant"
-        return "unknown"
+        return _METHOD_KINDS.get(t, "unknown")
     return "constant"
 
 

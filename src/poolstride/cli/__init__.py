@@ -21,6 +21,8 @@ import typer
 
 from .. import __version__
 from ..errors import PoolstrideError
+from ..extras import INSTALL_FIX, first_line
+from ..study import provenance
 from .common import app, console, err_console
 
 # Subcommand modules register themselves on `app` when imported; this order is the order in --help.
@@ -88,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one stderr line and exit status 2, Ctrl-C into
     130 and SIGTERM into 143 (with the command that resumes)."""
     _signal["num"] = None
-    from ..study import provenance
-
     provenance.set_cli_args(list(sys.argv[1:] if argv is None else argv))  # recorded as the study's command
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -167,23 +167,6 @@ def _show_usage_error(e: Exception) -> None:
 # Exceptions from outside poolstride that are the user's to fix: mapped here, in one place, to one line and exit 2.
 # Everything else that escapes a command is a bug (traceback + "please report").
 
-# An ImportError of these top-level packages is a missing or broken install: what repairs it.
-_INSTALL_FIX = {
-    "torchvision": "pip install torchvision (the build matching your torch) or pip install 'poolstride[vision]'",
-    "timm": "pip install 'poolstride[timm]'",
-    "onnx": "pip install 'poolstride[onnx]'",
-    "onnxruntime": "pip install 'poolstride[onnx]'",
-    "onnxscript": "pip install 'poolstride[onnx]'",
-    "submitit": "pip install 'poolstride[slurm]'",
-    "tensorboard": "pip install 'poolstride[tensorboard]'",
-    "torch": "pip install --force-reinstall 'torch>=2.1,<2.15'",
-    "numpy": "pip install --force-reinstall numpy",
-    "scipy": "pip install --force-reinstall scipy",
-    "matplotlib": "pip install --force-reinstall matplotlib",
-    "skimage": "pip install --force-reinstall scikit-image",
-    "PIL": "pip install --force-reinstall pillow",
-    "rich": "pip install --force-reinstall rich",
-}
 # An OSError with no file name that is about the machine, not about poolstride.
 _ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
@@ -192,23 +175,19 @@ def _known_user_error(e: BaseException, args: list[str]) -> str | None:
     """The one-line message for an exception that is a user (or installation) error, else None."""
     if isinstance(e, ImportError):
         top = (e.name or "").split(".")[0]
-        if top in _INSTALL_FIX:
+        if top in INSTALL_FIX:
             missing = isinstance(e, ModuleNotFoundError) and e.name == top
-            what = "is not installed" if missing else f"is installed but does not import ({_first_line(e)})"
-            return f"the package {top} {what}; fix: {_INSTALL_FIX[top]}"
+            what = "is not installed" if missing else f"is installed but does not import ({first_line(e, None)})"
+            return f"the package {top} {what}; fix: {INSTALL_FIX[top]}"
         return None
     if isinstance(e, OSError):
-        reason = e.strerror or _first_line(e)
+        reason = e.strerror or first_line(e, None)
         for name in (e.filename, e.filename2):
             if name is not None and _given_path(os.fsdecode(name), args):
                 return f"{os.fsdecode(name)}: {reason}"
         if e.errno in _ENV_ERRNOS:
             return reason
     return None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _given_path(path: str, args: list[str]) -> bool:

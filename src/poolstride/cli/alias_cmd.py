@@ -6,14 +6,18 @@ Definitions: docs/alias.md and the "Alias ratio" section of docs/conventions.md.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import alias, models, ops
 from ..errors import PoolstrideError, SpecError
+from ..resolve import parse_options, resolve
 from .common import (
     TORCH_LOAD_ERRORS,
     app,
@@ -31,11 +35,7 @@ _HELP_TARGET = (
     "default: subsample, every registered operator at its defaults and blur(base=avg,size=2..7). Or a MODEL "
     "(built-in name, torchvision:NAME, timm:NAME, package.module:callable): the alias ratio of each of its sites."
 )
-_DEFINITION = (
-    "alias ratio = mean over the stopband (input frequencies above the output Nyquist limit, 1/(2*stride) "
-    "cycles/px) of g^2 at the folded frequency / mean over the passband of g^2; g = output amplitude / input "
-    "amplitude. 1 = plain subsampling, 0 = nothing folds."
-)
+_DEFINITION = alias.DEFINITION
 
 
 def _show(table: Table) -> None:
@@ -70,20 +70,32 @@ def _freq_label(f: float, stride: int) -> str:
     return f"{f:g} (alias)" if f > 1 / (2 * stride) else f"gain {f:g}"
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """The probe options shared by the three forms of the command, and where the results go."""
+
+    offset: float
+    amplitude: float
+    freqs: tuple[float, ...]
+    max_size: int
+    json_out: bool
+    out: Path | None
+
+    def options(self) -> dict[str, Any]:
+        return {"offset": self.offset, "amplitude": self.amplitude, "freqs": self.freqs}
+
+
 def _is_model(target: str) -> bool:
     """Whether the positional argument names a model rather than operators."""
-    from .. import models, ops
-    from ..analysis.alias import SUBSAMPLE, split_specs
-
-    first = split_specs(target)[0]
+    first = alias.split_specs(target)[0]
     head = first.split("(")[0].strip().lower()
-    if head == SUBSAMPLE or head in ops.names():
+    if head == alias.SUBSAMPLE or head in ops.names():
         return False
     base = target.strip().partition(":")[0].lower()
     if base in models.names() or ":" in target:
         return True
     raise SpecError(
-        f"unknown operator or model {head!r}; valid operators: {SUBSAMPLE}, {', '.join(ops.names())}; "
+        f"unknown operator or model {head!r}; valid operators: {alias.SUBSAMPLE}, {', '.join(ops.names())}; "
         f"or a MODEL: {', '.join(models.names())}, torchvision:NAME, timm:NAME, package.module:callable"
     )
 
@@ -120,45 +132,49 @@ def alias_command(
     max_size: int = typer.Option(32, "--max-size", min=4, help="MODEL/--study: largest probe side per site."),
 ) -> None:
     """Aliasing of downsampling operators: alias ratio, gains, shift sensitivity (docs/alias.md)."""
-    from ..analysis import alias
-
-    fr = _freqs(freqs)
+    probe = _Probe(offset, amplitude, _freqs(freqs), max_size, json_out, out)
     if out is not None:  # before any work: a path we cannot write fails now, not after the analysis
         check_out_dir(out, "--out")
     if study is not None:
         if target:
             raise PoolstrideError("give either --study DIR or OPS/MODEL, not both")
-        res = alias.study_alias(study, max_size=max_size, offset=offset, amplitude=amplitude, freqs=fr)
-        _write_tables(out, res, alias.study_markdown(res))
-        if json_out:
-            print_json(res)
-            return
-        _study_table(res)
-        return
-    if target and _is_model(target):
-        _model(target, checkpoint, input_size, downsample, option, max_size, offset, amplitude, fr, json_out, out)
-        return
-    if checkpoint is not None or input_size is not None or downsample is not None or option:
+        _study(study, probe)
+    elif target and _is_model(target):
+        _model(target, checkpoint, input_size, downsample, option, probe)
+    elif checkpoint is not None or input_size is not None or downsample is not None or option:
         raise PoolstrideError("--checkpoint, --input, --downsample and --option apply to a MODEL, not to operators")
-    results = alias.analyze(target, size, stride, offset=offset, amplitude=amplitude, freqs=fr)
-    doc = {
-        "schema": 1,
-        "size": size,
-        "stride": stride,
-        "output_nyquist": 1 / (2 * stride),
-        "input": {"offset": offset, "amplitude": amplitude, "phases": 4},
-        "definition": _DEFINITION,
-        "operators": [r.to_dict() for r in results],
-    }
-    if out is not None:
+    else:
+        _operators(target, size, stride, probe)
+
+
+def _study(study: Path, probe: _Probe) -> None:
+    res = alias.study_alias(study, max_size=probe.max_size, **probe.options())
+    _write_tables(probe.out, res, alias.study_markdown(res))
+    if probe.json_out:
+        print_json(res)
+        return
+    _study_table(res)
+
+
+def _operators(target: str | None, size: int, stride: int, probe: _Probe) -> None:
+    results = alias.analyze(target, size, stride, **probe.options())
+    doc = alias.operators_document(results, size, stride, probe.offset, probe.amplitude)
+    if probe.out is not None:
         figs = []
         for r in results:
-            figs += alias.save_figure(r, out)
+            figs += alias.save_figure(r, probe.out)
         doc["figures"] = [str(p) for p in figs]
-        _write_tables(out, doc, None)
-    if json_out:
+        _write_tables(probe.out, doc, None)
+    if probe.json_out:
         print_json(doc)
         return
+    _operators_table(results, size, stride, probe)
+    if probe.out is not None:
+        console.print(f"wrote {len(results)} figures (PNG + SVG) and alias.json to {probe.out}", markup=False)
+
+
+def _operators_table(results: list[alias.AliasResult], size: int, stride: int, probe: _Probe) -> None:
+    fr = probe.freqs
     t = Table(
         title=f"Aliasing at stride {stride}, {size}x{size} input (output Nyquist {1 / (2 * stride):.4g} cycles/px)"
     )
@@ -180,15 +196,13 @@ def alias_command(
     console.print(_DEFINITION, markup=False, highlight=False)
     console.print(
         f"Gains: horizontal sinusoids; a frequency above {1 / (2 * stride):g} shows the amplitude on its alias. "
-        f"Non-linear operators: probe {offset:g} + {amplitude:g} cos, 4 phases; learnable ones at seed 0, their own "
-        "init (conv: PyTorch's default). shift std: relative std of the output over the stride^2 circular input "
-        "shifts of a random image (after the best whole-pixel realignment). distortion: share of the output's AC "
-        "energy at neither the frequency nor its alias.",
+        f"Non-linear operators: probe {probe.offset:g} + {probe.amplitude:g} cos, 4 phases; learnable ones at seed 0, "
+        "their own init (conv: PyTorch's default). shift std: relative std of the output over the stride^2 circular "
+        "input shifts of a random image (after the best whole-pixel realignment). distortion: share of the output's "
+        "AC energy at neither the frequency nor its alias.",
         markup=False,
         highlight=False,
     )
-    if out is not None:
-        console.print(f"wrote {len(results)} figures (PNG + SVG) and alias.json to {out}", markup=False)
 
 
 def _write_tables(out: Path | None, doc: dict[str, Any], markdown: str | None) -> None:
@@ -200,48 +214,43 @@ def _write_tables(out: Path | None, doc: dict[str, Any], markdown: str | None) -
         (out / "alias.md").write_text(markdown)
 
 
+def _load_checkpoint(model: torch.nn.Module, name: str, checkpoint: Path) -> None:
+    if not checkpoint.exists():
+        raise PoolstrideError(f"cannot load checkpoint {checkpoint}: no such file")
+    try:
+        blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except TORCH_LOAD_ERRORS as e:
+        raise torch_load_error(checkpoint, "--checkpoint", e) from None
+    sd = blob.get("model", blob.get("state_dict", blob)) if isinstance(blob, dict) else blob
+    if not isinstance(sd, dict):
+        raise PoolstrideError(f"--checkpoint {checkpoint}: not a state dict (nor a checkpoint holding one)")
+    try:
+        model.load_state_dict(sd)
+    except (RuntimeError, TypeError) as e:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise PoolstrideError(f"--checkpoint {checkpoint} does not fit {name}: {msg}") from None
+
+
 def _model(
     target: str,
     checkpoint: Path | None,
     input_size: str | None,
     downsample: str | None,
     option: list[str] | None,
-    max_size: int,
-    offset: float,
-    amplitude: float,
-    fr: tuple[float, ...],
-    json_out: bool,
-    out: Path | None,
+    probe: _Probe,
 ) -> None:
-    import torch
-
-    from ..analysis import alias
-    from ..resolve import parse_options, resolve
-
     r = resolve(target, parse_options(option), downsample)
     size = parse_input_size(input_size) if input_size else r.input_size
     if checkpoint is not None:
-        if not checkpoint.exists():
-            raise PoolstrideError(f"cannot load checkpoint {checkpoint}: no such file")
-        try:
-            blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        except TORCH_LOAD_ERRORS as e:
-            raise torch_load_error(checkpoint, "--checkpoint", e) from None
-        sd = blob.get("model", blob.get("state_dict", blob)) if isinstance(blob, dict) else blob
-        if not isinstance(sd, dict):
-            raise PoolstrideError(f"--checkpoint {checkpoint}: not a state dict (nor a checkpoint holding one)")
-        try:
-            r.model.load_state_dict(sd)
-        except (RuntimeError, TypeError) as e:
-            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise PoolstrideError(f"--checkpoint {checkpoint} does not fit {r.name}: {msg}") from None
+        _load_checkpoint(r.model, r.name, checkpoint)
     with input_must_fit(r.model, size, r.name, natural=r.input_size):
-        rows = alias.model_alias(r.model, size, max_size=max_size, offset=offset, amplitude=amplitude, freqs=fr)
-    doc = {"schema": 1, "model": r.name, "input_size": list(size), "checkpoint": checkpoint, "sites": rows}
-    _write_tables(out, doc, None)
-    if json_out:
+        rows = alias.model_alias(r.model, size, max_size=probe.max_size, **probe.options())
+    doc = alias.model_document(r.name, size, checkpoint, rows)
+    _write_tables(probe.out, doc, None)
+    if probe.json_out:
         print_json(doc)
         return
+    fr = probe.freqs
     t = Table(title=f"Aliasing at the sites of {r.name} @ {'x'.join(map(str, size))}")
     for c in ("site", "kind", "operator", "input", "alias ratio", *(f"{f:g}" for f in fr), "shift std", "note"):
         t.add_column(c, justify="left" if c in ("site", "kind", "operator", "note") else "right")

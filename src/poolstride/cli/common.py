@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ModelError, PoolstrideError
+from ..extras import first_line
 
 app = typer.Typer(
     add_completion=False,
@@ -175,19 +176,15 @@ def forward_error(model: Any, size: tuple[int, int, int], batch: int = 1, train:
             warnings.simplefilter("ignore")
             model(x)
     except PoolstrideError as e:
-        return _first_line(e)
+        return first_line(e, 300)
     except Exception as e:  # noqa: BLE001 - the user's model on the user's input: any failure is the answer
-        return f"{type(e).__name__}: {_first_line(e)}"
+        return f"{type(e).__name__}: {first_line(e, 300)}"
     finally:
         model.train(was)
         with torch.no_grad():
             for b, v in saved:
                 b.copy_(v)
     return None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 @contextlib.contextmanager

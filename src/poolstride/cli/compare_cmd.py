@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
+import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from ..errors import PoolstrideError
+from ..errors import PoolstrideError, SpecError
 from ..resolve import parse_options
-from ..study.render import StudyProgress, _count, _fmt, decision_lines, summary_table
+from ..study import compare
+from ..study.render import StudyProgress, decision_lines, run_line, summary_table
+from ..train import RunSpec, dist, get_recipe, plan_single, set_threads
+from ..variants import check_model, describe, parse_entry, weights_record
 from .common import app, console, err_console, load_checkpoint, print_json
 from .common import examples as _examples
 
@@ -32,111 +35,75 @@ AMP_HELP = (
 )
 
 
-def _check_jobs(jobs: str) -> None:
-    if str(jobs).strip().lower() in ("auto", "none", ""):
-        return
-    try:
-        n = int(jobs)
-    except ValueError:
-        raise PoolstrideError(f"bad --jobs {jobs!r}; expected a positive integer or auto") from None
-    if n < 1:
-        raise PoolstrideError(f"bad --jobs {n}; expected a positive integer or auto")
-
-
-def _missing_dirs(path: Path) -> list[Path]:
-    """``path`` and those of its ancestors that do not exist yet, deepest first."""
-    out = []
-    for p in (path, *path.parents):
-        if p.exists():
-            break
-        out.append(p)
-    return out
-
-
-def _remove_empty(dirs: list[Path]) -> None:
-    """Remove the directories this command created and left empty (deepest first); keep any with files."""
-    for d in dirs:
-        with contextlib.suppress(OSError):
-            d.rmdir()
-
-
-@app.command(
-    "compare",
-    epilog=_examples(
-        [
-            "poolstride compare",
-            'poolstride compare --model mynet:build --per-site "pool->conv(k=3)"',
-            'poolstride compare -m resnet20 -d cifar10 --data-dir ../shared/data -v "default,blur" --jobs 2',
-        ]
-    ),
+PER_SITE_HELP = (
+    'A policy (e.g. "pool->conv(k=3)"): one variant per site it matches, only that site changed, '
+    "beside the unchanged 'default' baseline."
 )
+
+WEIGHTS_HELP = "A state_dict (or a `poolstride convert --out` file) loaded before each variant's surgery."
+
+MODEL_OPT_HELP = (
+    "Model option KEY=VALUE for every variant, e.g. bn=true (built-in) or weights=IMAGENET1K_V1 "
+    "(torchvision, from the local cache only) (repeat)."
+)
+
+DEVICE_HELP = "auto, cpu, cuda, cuda:N, or a list cuda:0,cuda:1 (--jobs workers spread over it, round robin)."
+
+THREADS_HELP = "torch CPU threads (default 1: same numbers on every machine; raise it for big models)."
+
+JOBS_HELP = (
+    "Worker processes for the runs: auto (the CPU cores, 1 per run thread) or N; per-run results are "
+    "identical to --jobs 1 on a CPU."
+)
+
+FROM_STUDY_HELP = "Replay the study recorded in this directory (model, variants, dataset, recipe, seeds) into --out."
+
+LAUNCHER_HELP = (
+    "slurm: submit --jobs N array tasks through submitit (each a shard of this study directory on shared "
+    "storage) and return; local: the same as local subprocesses."
+)
+
+SLURM_HELP = "sbatch parameters for --launcher slurm, e.g. partition=gpu,gpus_per_task=1,time=60."
+
+TENSORBOARD_HELP = "Also write TensorBoard events per run (runs/*/seed*/tensorboard; the extra)."
+
+COMPARE_EXAMPLES = [
+    "poolstride compare",
+    'poolstride compare --model mynet:build --per-site "pool->conv(k=3)"',
+    'poolstride compare -m resnet20 -d cifar10 --data-dir ../shared/data -v "default,blur" --jobs 2',
+]
+TRAIN_EXAMPLES = [
+    "poolstride train --variant blur --epochs 2",
+    'poolstride train --model torchvision:resnet18 --variant "pool->conv(k=3)" --weights r18.pt',
+    "torchrun --nproc-per-node 2 --no-python poolstride train --model resnet20",
+]
+
+
+@app.command("compare", epilog=_examples(COMPARE_EXAMPLES))
 def compare_command(
     model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
     variants: str = typer.Option(None, "--variants", "-v", help=VARIANTS_HELP),
-    per_site: str = typer.Option(
-        None,
-        "--per-site",
-        help='A policy (e.g. "pool->conv(k=3)"): one variant per site it matches, only that site changed, '
-        "beside the unchanged 'default' baseline.",
-    ),
-    weights: Path = typer.Option(
-        None,
-        "--weights",
-        help="A state_dict (or a `poolstride convert --out` file) loaded before each variant's surgery.",
-    ),
+    per_site: str = typer.Option(None, "--per-site", help=PER_SITE_HELP),
+    weights: Path = typer.Option(None, "--weights", help=WEIGHTS_HELP),
     seeds: str = typer.Option("3", "--seeds", "-s", help="Number of seeds (3), a list (0,1,2) or a range (0-4)."),
     epochs: int = typer.Option(None, "--epochs", "-e", min=1, help="Override the recipe's epochs."),
     dataset: str = typer.Option("textures", "--dataset", "-d", help="Dataset name (textures, cifar10, npz:PATH...)."),
-    model_opt: list[str] = typer.Option(
-        None,
-        "--model-opt",
-        "-O",
-        help="Model option KEY=VALUE for every variant, e.g. bn=true (built-in) or weights=IMAGENET1K_V1 "
-        "(torchvision, from the local cache only) (repeat).",
-    ),
+    model_opt: list[str] = typer.Option(None, "--model-opt", "-O", help=MODEL_OPT_HELP),
     data_dir: str = typer.Option(None, "--data-dir", help="Where on-disk datasets live."),
     download: bool = typer.Option(False, "--download", help="Download a missing standard dataset (needs network)."),
     recipe: str = typer.Option("demo", "--recipe", "-r", help="Training recipe: demo, fast, paper, adamw."),
-    device: str = typer.Option(
-        "auto",
-        "--device",
-        help="auto, cpu, cuda, cuda:N, or a list cuda:0,cuda:1 (--jobs workers spread over it, round robin).",
-    ),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     out: Path = typer.Option(None, "--out", "-o", help="Study directory (default ./runs/<auto name>)."),
     shard: str = typer.Option(None, "--shard", help="Run the subset i/N (0 <= i < N) of the runs."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Override the recipe's batch size."),
     lr: float = typer.Option(None, "--lr", help="Override the recipe's learning rate."),
-    threads: int = typer.Option(
-        None,
-        "--threads",
-        min=1,
-        help="torch CPU threads (default 1: same numbers on every machine; raise it for big models).",
-    ),
+    threads: int = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     amp: str = typer.Option(None, "--amp", help=AMP_HELP),
-    jobs: str = typer.Option(
-        "auto",
-        "--jobs",
-        "-j",
-        help="Worker processes for the runs: auto (the CPU cores, 1 per run thread) or N; per-run results are "
-        "identical to --jobs 1 on a CPU.",
-    ),
-    from_study: Path = typer.Option(
-        None,
-        "--from",
-        help="Replay the study recorded in this directory (model, variants, dataset, recipe, seeds) into --out.",
-    ),
-    launcher: str = typer.Option(
-        None,
-        "--launcher",
-        help="slurm: submit --jobs N array tasks through submitit (each a shard of this study directory on shared "
-        "storage) and return; local: the same as local subprocesses.",
-    ),
-    slurm: str = typer.Option(
-        None, "--slurm", help="sbatch parameters for --launcher slurm, e.g. partition=gpu,gpus_per_task=1,time=60."
-    ),
-    tensorboard: bool = typer.Option(
-        False, "--tensorboard", help="Also write TensorBoard events per run (runs/*/seed*/tensorboard; the extra)."
-    ),
+    jobs: str = typer.Option("auto", "--jobs", "-j", help=JOBS_HELP),
+    from_study: Path = typer.Option(None, "--from", help=FROM_STUDY_HELP),
+    launcher: str = typer.Option(None, "--launcher", help=LAUNCHER_HELP),
+    slurm: str = typer.Option(None, "--slurm", help=SLURM_HELP),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help=TENSORBOARD_HELP),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Re-run failed runs (old result kept aside)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the HTML/Markdown report."),
     json_out: bool = typer.Option(False, "--json", help="Print the study summary as JSON (no progress bars)."),
@@ -148,55 +115,38 @@ def compare_command(
     its head and input channels are adapted to the data, and said so. Running the same command again resumes
     the same directory.
     """
-    from ..study import compare
-
     if from_study is not None:
-        given = [f"--{n}" for n, v, d in (
+        _refuse_definition_options(
             ("model", model, "tiny"), ("variants", variants, None), ("per-site", per_site, None),
             ("weights", weights, None), ("seeds", seeds, "3"), ("epochs", epochs, None),
             ("dataset", dataset, "textures"), ("recipe", recipe, "demo"), ("model-opt", model_opt or None, None),
             ("batch-size", batch_size, None), ("lr", lr, None), ("amp", amp, None),
-        ) if v != d]  # fmt: skip
-        if given:
-            raise PoolstrideError(f"--from replays the recorded definition; drop {', '.join(given)}")
-    _check_jobs(jobs)  # the study checks it only after writing study.json
+        )  # fmt: skip
     if weights is not None:
         load_checkpoint(weights, "--weights")  # a file that is not a checkpoint: one clear line, before any work
     t0 = time.perf_counter()
     with StudyProgress(enabled=not json_out, console=console) as prog:
         summ = compare(
-            model=model,
-            variants=variants,
-            seeds=seeds,
-            epochs=epochs,
-            dataset=dataset,
-            data_dir=data_dir,
-            download=download,
-            recipe=recipe,
-            device=device,
-            out=out,
-            shard=shard,
-            callback=prog,
-            report=not no_report,
-            retry_failed=retry_failed,
-            threads=threads,
-            model_options=parse_options(model_opt),
-            weights=weights,
-            per_site=per_site,
-            jobs=jobs,
-            launcher=launcher,
-            slurm=slurm,
-            from_study=from_study,
-            tensorboard=tensorboard,
-            batch_size=batch_size,
-            lr=lr,
-            amp=amp,
-        )
+            model, variants, seeds, epochs, dataset, data_dir, download, recipe, device, out, shard, prog,
+            not no_report, retry_failed, threads, parse_options(model_opt), weights, per_site, jobs=jobs,
+            launcher=launcher, slurm=slurm, from_study=from_study, tensorboard=tensorboard, batch_size=batch_size,
+            lr=lr, amp=amp,
+        )  # fmt: skip
     if json_out:
         print_json(summ)
-        return
-    if launcher is not None:
-        return  # submitted: the progress callback said where and how to watch
+    elif launcher is None:  # submitted: the progress callback said where and how to watch
+        _print_study(summ, time.perf_counter() - t0)
+
+
+def _refuse_definition_options(*options: tuple[str, object, object]) -> None:
+    """``--from`` replays the recorded definition: an option of the definition given anyway is an error."""
+    given = [f"--{name}" for name, value, default in options if value != default]
+    if given:
+        raise PoolstrideError(f"--from replays the recorded definition; drop {', '.join(given)}")
+
+
+def _print_study(summ: dict[str, Any], seconds: float) -> None:
+    """The summary table, what its columns mean, where the study and its report are, and the decision."""
     console.print(summary_table(summ))
     console.print(
         f"acc: top-1 test accuracy, mean over seeds, with the 95% t-interval of the mean; shift: % of test images "
@@ -204,7 +154,7 @@ def compare_command(
         f"({summ['study']['recipe']['shift_padding']} padding; circ.: circular shifts); MACs: conv+linear "
         "multiply-accumulates per image; train s: mean training time per run."
     )
-    console.print(f"study directory: {summ['study_dir']}  ({time.perf_counter() - t0:.1f} s)")
+    console.print(f"study directory: {summ['study_dir']}  ({seconds:.1f} s)")
     if summ.get("report"):
         console.print(f"report: {summ['report']}")
     for text, style in decision_lines(summ.get("decision")):
@@ -216,16 +166,7 @@ def compare_command(
         )
 
 
-@app.command(
-    "train",
-    epilog=_examples(
-        [
-            "poolstride train --variant blur --epochs 2",
-            'poolstride train --model torchvision:resnet18 --variant "pool->conv(k=3)" --weights r18.pt',
-            "torchrun --nproc-per-node 2 --no-python poolstride train --model resnet20",
-        ]
-    ),
-)
+@app.command("train", epilog=_examples(TRAIN_EXAMPLES))
 def train_command(
     model: str = typer.Option("tiny", "--model", "-m", help=MODEL_HELP),
     variant: str = typer.Option(
@@ -253,15 +194,6 @@ def train_command(
     """Train and evaluate one run (resumable) of any model and variant. Works under torchrun for DDP:
     torchrun --nproc-per-node 2 --no-python poolstride train ...
     """
-    import dataclasses
-    import hashlib
-
-    from ..errors import SpecError
-    from ..study.core import slugify
-    from ..train import RunSpec, dist, get_recipe, load_dataset, resolve_device, set_threads, train_run
-    from ..train.data import DeviceData, check_fits
-    from ..variants import check_model, describe, parse_entry, weights_record
-
     if variant and downsample:
         raise SpecError("give --variant or --downsample, not both")
     set_threads(threads)
@@ -274,28 +206,14 @@ def train_command(
         load_checkpoint(weights, "--weights")  # a file that is not a checkpoint: one clear line, before any work
         v = dataclasses.replace(v, weights=weights_record(weights))
     spec = RunSpec(v, seed)
-    ds = load_dataset(dataset, data_dir, download=download)
-    check_fits(ds, rec.train_subset, rec.batch_size)
-    dev = resolve_device(device, info)
-    if out is None:
-        key = json.dumps([v.to_dict(), seed, dataset, rec.to_dict()], sort_keys=True)
-        h = hashlib.sha1(key.encode()).hexdigest()[:8]
-        out = Path("runs") / f"train-{slugify(model)}-{v.slug}-seed{seed}-{h}"
-    created = _missing_dirs(Path(out))
-    dist.init(info, dev)
-    try:
-        data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
-        show = info.is_main and not json_out
-        with StudyProgress(enabled=show, console=console) as prog:
-            if show:
-                prog.overall = None
-                prog("run_start", variant=spec.name, seed=seed)
-            result = train_run(spec, ds, rec, dev, out, callback=prog, dist_info=info, data=data)
-    except PoolstrideError:  # a user error before training (bad option, weights...): leave no empty run directory
-        _remove_empty(created)
-        raise
-    finally:
-        dist.shutdown(info)
+    run = plan_single(spec, dataset, rec, device, out, data_dir=data_dir, download=download, dist_info=info,
+                      model=model)  # fmt: skip
+    show = info.is_main and not json_out
+    with StudyProgress(enabled=show, console=console) as prog:
+        if show:
+            prog.overall = None
+            prog("run_start", variant=spec.name, seed=seed)
+        result = run.train(callback=prog)
     if not info.is_main:
         return
     if json_out:
@@ -306,12 +224,5 @@ def train_command(
         console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     if result["status"] != "ok":
         err_console.print(f"run failed: {result['reason']}", markup=False)
-    console.print(
-        f"{spec.name} seed {seed}: acc {_fmt(result['acc'])}%, loss {_fmt(result['loss'], 3)}, "
-        f"shift-consistency {_fmt(result['shift_consistency'])}% "
-        f"(circular {_fmt(result['shift_consistency_circular'])}%), "
-        f"{_count(result.get('params'))} params, {_count(result.get('macs'))} MACs, "
-        f"{_fmt(result['train_time_s'])} s, {_fmt(result['images_per_s'], 0)} img/s"
-        + (f", {info.world} processes" if info.enabled else "")
-    )
-    console.print(f"run directory: {out}")
+    console.print(run_line(spec.name, seed, result) + (f", {info.world} processes" if info.enabled else ""))
+    console.print(f"run directory: {run.run_dir}")

@@ -6,13 +6,24 @@ JSON outputs (``--json``) are documented in docs/analysis.md and carry ``"schema
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import torch
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .. import analysis
+from ..analysis.core import Inspection
+from ..analysis.documents import GradflowDocument, explain_document, explain_parts
+from ..analysis.gradflow import erf, gradflow
+from ..resolve import parse_options, resolve
+from ..surgery.cost import CostOptions, CostSubject, CostTable, cost_table
+from ..variants import Variant, build, check_model, describe, parse_variants
 from .common import (
     IMAGE_SUFFIXES,
     app,
@@ -24,6 +35,28 @@ from .common import (
     print_json,
 )
 from .common import examples as _examples
+
+INSPECT_EXAMPLES = [
+    "poolstride inspect resnet50 -O stem=s1pool",
+    "poolstride inspect torchvision:resnet18 --input 3x32x32 --json",
+]
+COST_EXAMPLES = [
+    'poolstride cost resnet20 --variants "conv(k=3),max,blur(base=max,size=3)"',
+    'poolstride cost mynet:build --input 3x32x32 --num-classes 10 -v "default,pool->conv(k=3)"',
+]
+EXPLAIN_EXAMPLES = [
+    "poolstride explain",
+    "poolstride explain stem",
+    'poolstride explain "max,blur(size=3)" --input 6x6',
+]
+GRADFLOW_EXAMPLES = ["poolstride gradflow resnet110 -O shortcut=fish", "poolstride gradflow resnet20 --erf erf.png"]
+
+MODEL_HELP = "Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
+
+
+def model_argument(help: str = MODEL_HELP) -> Any:
+    """The MODEL argument of the commands that take any model (cost, gradflow, convert)."""
+    return typer.Argument(..., help=help)
 
 
 def _h(n: float | int | None, unit: str = "", digits: int = 3) -> str:
@@ -64,8 +97,6 @@ def _show(table: Table) -> None:
     narrow terminal, text cells wrap (fold) instead of being cut to 'featu…', and the box gets lighter."""
     if console.is_terminal:
         if console.width < 140:
-            from rich import box
-
             table.box = box.SIMPLE_HEAD
             table.padding = (0, 1) if console.width >= 100 else (0, 0)
             for col in table.columns:
@@ -79,12 +110,7 @@ def _input(text: str | None, default: tuple[int, int, int]) -> tuple[int, int, i
     return parse_input_size(text) if text else default
 
 
-@app.command(
-    "inspect",
-    epilog=_examples(
-        ["poolstride inspect resnet50 -O stem=s1pool", "poolstride inspect torchvision:resnet18 --input 3x32x32 --json"]
-    ),
-)
+@app.command("inspect", epilog=_examples(INSPECT_EXAMPLES))
 def inspect_command(
     model: str = typer.Argument(
         ...,
@@ -100,18 +126,20 @@ def inspect_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/analysis.md)."),
 ) -> None:
     """Per-layer shapes, params, MACs, other ops, activation memory and receptive field, with totals."""
-    from ..analysis import inspect
-    from ..resolve import parse_options, resolve
-
     r = resolve(model, parse_options(option), downsample)
     size = _input(input_size, r.input_size)
     with warnings.catch_warnings(), input_must_fit(r.model, size, r.name, batch=batch, natural=r.input_size):
         warnings.simplefilter("ignore")
-        rep = inspect(r.model, size, batch=batch, name=r.name)
+        rep = analysis.inspect(r.model, size, batch=batch, name=r.name)  # looked up at call time (tests patch it)
     if json_out:
         print_json(rep.to_dict(all_layers=True))
         return
-    t = Table(title=f"{r.name} @ {'x'.join(map(str, size))}, batch {batch} ({rep.method}, {rep.execution} tensors)")
+    _print_layers(rep, f"{r.name} @ {'x'.join(map(str, size))}, batch {batch}", all_layers)
+    _print_totals(rep)
+
+
+def _print_layers(rep: Inspection, what: str, all_layers: bool) -> None:
+    t = Table(title=f"{what} ({rep.method}, {rep.execution} tensors)")
     for col, just in (
         ("#", "right"), ("layer", "left"), ("op", "left"), ("site", "left"), ("output", "left"),
         ("params", "right"), ("MACs", "right"), ("other ops", "right"), ("act", "right"),
@@ -139,6 +167,9 @@ def inspect_command(
             _pair(layer.center),
         )  # fmt: skip
     _show(t)
+
+
+def _print_totals(rep: Inspection) -> None:
     tot = rep.totals
     tr = tot["train_step"]
     console.print(
@@ -160,19 +191,9 @@ def inspect_command(
     console.print("[dim]conventions: docs/conventions.md (MACs are not FLOPs; pooling counted by its kernel)[/]")
 
 
-@app.command(
-    "cost",
-    epilog=_examples(
-        [
-            'poolstride cost resnet20 --variants "conv(k=3),max,blur(base=max,size=3)"',
-            'poolstride cost mynet:build --input 3x32x32 --num-classes 10 -v "default,pool->conv(k=3)"',
-        ]
-    ),
-)
+@app.command("cost", epilog=_examples(COST_EXAMPLES))
 def cost_command(
-    model: str = typer.Argument(
-        ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
-    ),
+    model: str = model_argument(),
     variants: str = typer.Option(
         "default",
         "--variants",
@@ -194,117 +215,66 @@ def cost_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (schema in docs/analysis.md)."),
 ) -> None:
     """One row per variant: params, MACs, other ops, activation memory, RF, latency, and the ratio to the first."""
-    import torch
-
-    from ..analysis import CONVENTIONS, inspect
-    from ..analysis.profile import profile
-    from ..resolve import parse_options, resolve
-    from ..variants import build, check_model, describe, parse_variants
-
     opts = parse_options(option)
     check_model(model)
     vlist = parse_variants(model, variants, opts)  # validates every entry before any work
     base = resolve(model, opts)
     size = _input(input_size, base.input_size)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    rows: list[dict[str, Any]] = []
-    notes: list[str] = []
+
+    def fit(m: Any, label: str, b: int, train: bool) -> AbstractContextManager[None]:
+        return input_must_fit(m, size, label, batch=b, train=train, natural=base.input_size)
+
+    table = cost_table(
+        _built(vlist, num_classes, size), size, CostOptions(latency, batch, repeats, warmup),
+        model=base.name, num_classes=num_classes, guard=fit,
+    )  # fmt: skip
+    if json_out:
+        print_json(table.to_json())
+        return
+    _print_cost(table)
+
+
+def _built(vlist: list[Variant], num_classes: int | None, size: tuple[int, int, int]) -> Iterator[CostSubject]:
+    """Each variant built (seed 0) when the table asks for it, with what was done to build it."""
     for vv in vlist:
         torch.manual_seed(0)
         built = build(vv, num_classes, size)
-        m, v = built.model, vv.name
         said = describe(vv)
-        for line in ([said] if said else []) + built.adaptations:
-            if line not in notes:
-                notes.append(line)
-        with warnings.catch_warnings(), input_must_fit(m, size, f"{base.name} ({v})", natural=base.input_size):
-            warnings.simplefilter("ignore")
-            rep = inspect(m, size)
-        t = rep.totals
-        row: dict[str, Any] = {
-            "variant": v,
-            "params": t["params"],
-            "trainable_params": t["trainable_params"],
-            "macs": t["macs"],
-            "flops": t["flops"],
-            "other_ops": t["other_ops"],
-            "activation_bytes": t["activation_bytes"],
-            "train_step_macs": t["train_step"]["macs"],
-            "rf": t["rf"],
-            "jump": t["jump"],
-            "misaligned": len(t["misaligned"]),
-            "latency": None,
-        }
-        if latency:
-            row["latency"] = {}
-            for d in devices:
-                with input_must_fit(m, size, f"{base.name} ({v})", batch=batch, train=True, natural=base.input_size):
-                    p = profile(m, size, d, batch_sizes=(batch,), warmup=warmup, repeats=repeats)
-                b = p.batches[0]
-                row["latency"][d] = {
-                    "batch": batch,
-                    "forward_ms": b.forward.median_ms,
-                    "forward_iqr_ms": b.forward.iqr_ms,
-                    "train_step_ms": b.train_step.median_ms if b.train_step else None,
-                    "train_step_iqr_ms": b.train_step.iqr_ms if b.train_step else None,
-                    "peak_memory_bytes": b.peak_memory_bytes,
-                    "memory_method": p.memory_method,
-                }
-                if d == "cuda":
-                    m.to("cpu")
-        rows.append(row)
-    first = rows[0]
-    for row in rows:
-        ratio: dict[str, float | None] = {}
-        for k in ("params", "macs", "other_ops", "activation_bytes", "train_step_macs"):
-            ratio[k] = row[k] / first[k] if first[k] else None
-        if latency:
-            for d in devices:
-                a, b0 = row["latency"][d]["forward_ms"], first["latency"][d]["forward_ms"]
-                ratio[f"forward_ms_{d}"] = a / b0 if b0 else None
-        row["ratio"] = ratio
-    out = {
-        "schema": 1,
-        "model": base.name,
-        "input_size": list(size),
-        "num_classes": num_classes,
-        "notes": notes,
-        "latency_batch": batch if latency else None,
-        "devices": devices if latency else [],
-        "conventions": CONVENTIONS,
-        "variants": rows,
-    }
-    if json_out:
-        print_json(out)
-        return
-    tab = Table(title=f"{base.name} @ {'x'.join(map(str, size))}: cost per variant (ratio to {first['variant']})")
+        yield CostSubject(vv.name, built.model, ([said] if said else []) + built.adaptations)
+
+
+def _print_cost(table: CostTable) -> None:
+    first = table.rows[0]
+    devices = table.devices if table.options.latency else []
+    tab = Table(
+        title=f"{table.model} @ {'x'.join(map(str, table.input_size))}: cost per variant (ratio to {first.variant})"
+    )
     cols = ["variant", "params", "MACs", "x", "other ops", "act", "RF", "jump"]
-    if latency:
+    if table.options.latency:
         for d in devices:
             cols += [f"fwd ms {d}", f"train ms {d}", "x"]
         cols.append("peak mem")
     for col in cols:
         tab.add_column(col, justify="left" if col == "variant" else "right")
-    for row in rows:
-        mx = row["ratio"]["macs"]
+    for row in table.rows:
+        mx = row.ratio["macs"]
         cells = [
             # params with 5 significant digits: a +37k change on an 11.7M net must show (11.690M -> 11.727M)
-            row["variant"], _h(row["params"], digits=5), _h(row["macs"]), f"{mx:.2f}" if mx else "-",
-            _h(row["other_ops"]),
-            _bytes(row["activation_bytes"]), _g(row["rf"]) + (" !" if row["misaligned"] else ""), _g(row["jump"]),
+            row.variant, _h(row.params, digits=5), _h(row.macs), f"{mx:.2f}" if mx else "-", _h(row.other_ops),
+            _bytes(row.activation_bytes), _g(row.rf) + (" !" if row.misaligned else ""), _g(row.jump),
         ]  # fmt: skip
-        if latency:
+        if row.latency is not None:
             for d in devices:
-                L = row["latency"][d]
-                r = row["ratio"].get(f"forward_ms_{d}")
+                L = row.latency[d]
+                r = row.ratio.get(f"forward_ms_{d}")
                 cells += [
-                    f"{L['forward_ms']:.1f} ±{L['forward_iqr_ms']:.1f}",
-                    f"{L['train_step_ms']:.1f}" if L["train_step_ms"] is not None else "-",
+                    f"{L.forward_ms:.1f} ±{L.forward_iqr_ms:.1f}",
+                    f"{L.train_step_ms:.1f}" if L.train_step_ms is not None else "-",
                     f"{r:.2f}" if r else "-",
                 ]
-            cells.append(_bytes(row["latency"]["cpu"]["peak_memory_bytes"]))
+            cells.append(_bytes(row.latency["cpu"].peak_memory_bytes))
         tab.add_row(*cells)
-    for line in notes:
+    for line in table.notes:
         console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
     _show(tab)
     console.print(
@@ -313,12 +283,7 @@ def cost_command(
     )
 
 
-@app.command(
-    "explain",
-    epilog=_examples(
-        ["poolstride explain", "poolstride explain stem", 'poolstride explain "max,blur(size=3)" --input 6x6']
-    ),
-)
+@app.command("explain", epilog=_examples(EXPLAIN_EXAMPLES))
 def explain_command(
     what: str = typer.Argument(
         None,
@@ -330,49 +295,45 @@ def explain_command(
 ) -> None:
     """The question's example: a 4x4 map through 2x2 max/avg pooling, a 2x2 stride-2 conv and the other
     operators; and its two quantitative claims ('stem', 'vgg')."""
-    from ..analysis.explain import explain_ops, explain_stem, explain_vgg
-
-    w = (what or "").strip().lower()
-    parts = {"stem", "vgg"} if w == "all" else ({w} if w in ("stem", "vgg") else set())
-    out: dict[str, Any] = {}
-    if not parts or w == "all":
+    hw = (4, 4)
+    if "ops" in explain_parts(what):  # the map size matters (and must parse) only for the walk-through
         _, h, wd = parse_input_size(input_size)
         hw = (h, wd)
-        out["ops"] = explain_ops(None if w in ("", "all") else what, hw)
-    if "stem" in parts:
-        out["stem"] = explain_stem()
-    if "vgg" in parts:
-        out["vgg"] = explain_vgg()
+    out = explain_document(what, hw)
     if json_out:
         print_json(out)
         return
     if "ops" in out:
         _print_ops(out["ops"])
     if "stem" in out:
-        s = out["stem"]
-        t = Table(title="ResNet-50 stem: stride 1 + 2x2 max pool (s1pool) vs stride 2 (original), 224x224")
-        for col in ("stem", "stem MACs", "stem other ops", "model MACs", "RF"):
-            t.add_column(col, justify="right" if col != "stem" else "left")
-        for k in ("original", "s1pool"):
-            r = s[k]
-            t.add_row(k, f"{r['stem_macs']:,}", f"{r['stem_other_ops']:,}", _h(r["total_macs"]), _g(r["rf"]))
-        _show(t)
-        console.print(
-            f"stem MACs x{s['stem_mac_ratio']:.2f}, model MACs x{s['total_mac_ratio']:.3f}, plus "
-            f"{s['extra_pool_ops']:,} pool comparisons: claim {'holds' if s['holds'] else 'does NOT hold'}"
-        )
+        _print_stem(out["stem"])
     if "vgg" in out:
-        v = out["vgg"]
-        t = Table(title=f"one 7x7 vs three 3x3 convs, C = {v['channels']} (no bias)")
-        for col in ("layout", "RF", "weights", "weights / C^2", "MACs", "ReLUs"):
-            t.add_column(col, justify="right" if col != "layout" else "left")
-        for k in ("one_7x7", "three_3x3"):
-            r = v[k]
-            t.add_row(k, _g(r["rf"]), f"{r['params']:,}", _g(r["params_per_c2"]), _h(r["macs"]), str(r["relus"]))
-        _show(t)
-        console.print(
-            f"7x7 has x{v['param_ratio']:.2f} the weights: claim {'holds' if v['holds'] else 'does NOT hold'}"
-        )
+        _print_vgg(out["vgg"])
+
+
+def _print_stem(s: dict[str, Any]) -> None:
+    t = Table(title="ResNet-50 stem: stride 1 + 2x2 max pool (s1pool) vs stride 2 (original), 224x224")
+    for col in ("stem", "stem MACs", "stem other ops", "model MACs", "RF"):
+        t.add_column(col, justify="right" if col != "stem" else "left")
+    for k in ("original", "s1pool"):
+        r = s[k]
+        t.add_row(k, f"{r['stem_macs']:,}", f"{r['stem_other_ops']:,}", _h(r["total_macs"]), _g(r["rf"]))
+    _show(t)
+    console.print(
+        f"stem MACs x{s['stem_mac_ratio']:.2f}, model MACs x{s['total_mac_ratio']:.3f}, plus "
+        f"{s['extra_pool_ops']:,} pool comparisons: claim {'holds' if s['holds'] else 'does NOT hold'}"
+    )
+
+
+def _print_vgg(v: dict[str, Any]) -> None:
+    t = Table(title=f"one 7x7 vs three 3x3 convs, C = {v['channels']} (no bias)")
+    for col in ("layout", "RF", "weights", "weights / C^2", "MACs", "ReLUs"):
+        t.add_column(col, justify="right" if col != "layout" else "left")
+    for k in ("one_7x7", "three_3x3"):
+        r = v[k]
+        t.add_row(k, _g(r["rf"]), f"{r['params']:,}", _g(r["params_per_c2"]), _h(r["macs"]), str(r["relus"]))
+    _show(t)
+    console.print(f"7x7 has x{v['param_ratio']:.2f} the weights: claim {'holds' if v['holds'] else 'does NOT hold'}")
 
 
 def _print_ops(d: dict[str, Any]) -> None:
@@ -402,14 +363,9 @@ def _print_ops(d: dict[str, Any]) -> None:
         console.print(d["alias_note"] + ".", highlight=False)
 
 
-@app.command(
-    "gradflow",
-    epilog=_examples(["poolstride gradflow resnet110 -O shortcut=fish", "poolstride gradflow resnet20 --erf erf.png"]),
-)
+@app.command("gradflow", epilog=_examples(GRADFLOW_EXAMPLES))
 def gradflow_command(
-    model: str = typer.Argument(
-        ..., help="Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
-    ),
+    model: str = model_argument(),
     input_size: str = typer.Option(None, "--input", "-i", help="Input CxHxW (default: the model's)."),
     batch: int = typer.Option(8, "--batch", "-b", min=1, help="Batch of random images (labels drawn at random)."),
     option: list[str] = typer.Option(
@@ -422,42 +378,30 @@ def gradflow_command(
 ) -> None:
     """Per-layer gradient norms (weights, activations) for one batch, the first/last ratio, and the effective
     receptive field (Luo et al. 2016)."""
-    import torch
-
-    from ..analysis import erf, gradflow
-    from ..resolve import parse_options, resolve
-
     if erf_png:  # before any work: a path we cannot write fails now, not after the analysis
         check_out_file(erf_png, "--erf", IMAGE_SUFFIXES)
     state = load_checkpoint(checkpoint, "--checkpoint") if checkpoint else None
     torch.manual_seed(seed)
     r = resolve(model, parse_options(option))
     size = _input(input_size, r.input_size)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *size, generator=g)
+    x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(seed))
     with input_must_fit(r.model, size, r.name, batch=batch, train=True, natural=r.input_size):
-        res = gradflow(r.model, x, checkpoint=state, seed=seed)
-    e = None
+        doc = GradflowDocument(r.name, size, batch, seed, checkpoint, gradflow(r.model, x, checkpoint=state, seed=seed))
     if erf_png:
         with input_must_fit(r.model, size, r.name, natural=r.input_size):
-            e = erf(r.model, size, seed=seed)
+            doc.erf = erf(r.model, size, seed=seed)
         Path(erf_png).parent.mkdir(parents=True, exist_ok=True)
-        e.save(erf_png)
-    out = {
-        "schema": 1,
-        "model": r.name,
-        "input_size": list(size),
-        "batch": batch,
-        "seed": seed,
-        "checkpoint": checkpoint,
-        "gradflow": res.to_dict(),
-        "erf": e.to_dict() if e is not None else None,
-    }
+        doc.erf.save(erf_png)
     if json_out:
-        print_json(out)
+        print_json(doc.to_json())
         return
-    when = "checkpoint" if checkpoint else "at init"
-    t = Table(title=f"{r.name}: gradient flow, batch {batch} ({when}), loss {res.loss:.4g}")
+    _print_gradflow(doc, erf_png)
+
+
+def _print_gradflow(doc: GradflowDocument, erf_png: str | None) -> None:
+    res, e = doc.gradflow, doc.erf
+    when = "checkpoint" if doc.checkpoint else "at init"
+    t = Table(title=f"{doc.model}: gradient flow, batch {doc.batch} ({when}), loss {res.loss:.4g}")
     for col in ("#", "layer", "type", "|W|", "|dL/dW|", "|dL/dW|/|W|", "|dL/dA|"):
         t.add_column(col, justify="left" if col in ("layer", "type") else "right")
     for i, layer in enumerate(res.layers):

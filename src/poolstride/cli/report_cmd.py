@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
+from ..report import ReportError, ReportOptions, make_report, tables
+from ..study import status as study_status
 from .common import app, console, print_json
 from .common import examples as _examples
 
@@ -45,33 +48,24 @@ def report_command(
     Works on a partly finished study (the report says so). Needs at least 2 seeds per variant for
     confidence intervals and tests; with 1 seed the report is written but the command exits with status 2.
     """
-    from ..report import ReportError, write_report
-
     if test not in ("t", "wilcoxon"):
         raise ReportError(f"unknown --test {test!r}; use t or wilcoxon")
-    index = write_report(
-        study_dir,
-        baseline=baseline,
-        bootstrap=bootstrap,
-        test=test,
-        figures=not no_figures,
-        noninferiority_margin=margin,
+    options = ReportOptions(
+        baseline=baseline, bootstrap=bootstrap, test=test, noninferiority_margin=margin, figures=not no_figures
     )
-    data = json.loads((index.parent / "report.json").read_text(encoding="utf-8"))
+    written = make_report(study_dir, options)
     if json_out:
-        print_json(data)
+        print_json(written.data)
     else:
-        _print_summary(data, index)
-    if not data["status"]["enough_seeds"]:
+        _print_summary(written.data, written.index)
+    if not written.data["status"]["enough_seeds"]:
         raise ReportError(
             f"only 1 seed per variant: means only, no CIs or tests (they need at least 2 seeds; 3-5 are usual); "
-            f"report written to {index}"
+            f"report written to {written.index}"
         )
 
 
-def _print_summary(data: dict, index: object) -> None:
-    from ..report import tables
-
+def _print_summary(data: dict[str, Any], index: Path) -> None:
     status = data["status"]
     style = "bold yellow" if not status["complete"] else "dim"
     console.print(tables.status_line(data), style=style, markup=False, highlight=False)
@@ -102,9 +96,7 @@ def status_command(
 
     Example: poolstride status runs/tiny-textures-demo-0760f6b4
     """
-    from ..study import status
-
-    st = status(study_dir)
+    st = study_status(study_dir)
     if json_out:
         print_json(st)
         return

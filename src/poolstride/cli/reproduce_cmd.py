@@ -8,15 +8,17 @@ from typing import Any
 import typer
 from rich.table import Table as RichTable
 
+from .. import reproduce
+from ..reproduce import PROTOCOLS, papers
+from ..reproduce.common import FAILS, HOLDS, SKIPPED, UNSURE, Reproduction, cell, hardware_line
+from ..results.format import fmt_duration
 from .common import app, console, err_console, print_json
 from .common import examples as _examples
 
-_VERDICT_STYLE = {"holds": "green", "does not hold": "red", "cannot tell": "yellow", "not tested": "dim"}
+_VERDICT_STYLE: dict[str, str] = {HOLDS: "green", FAILS: "red", UNSURE: "yellow", SKIPPED: "dim"}
 
 
 def _list_protocols() -> None:
-    from ..reproduce import PROTOCOLS
-
     t = RichTable(title="reproductions (poolstride reproduce NAME)")
     t.add_column("name", no_wrap=True)
     for col in ("what", "sources", "data", "options"):
@@ -28,8 +30,6 @@ def _list_protocols() -> None:
 
 
 def _papers_table() -> None:
-    from ..reproduce import papers
-
     t = RichTable(title="paper numbers (src/poolstride/reproduce/papers.py)")
     for col in ("key", "value", "unit", "what", "source", "tag"):
         t.add_column(col, overflow="fold")
@@ -58,9 +58,7 @@ def _progress(event: str, **kw: Any) -> None:
         )
 
 
-def _print(rep: Any) -> None:
-    from ..reproduce.common import fmt_duration, hardware_line
-
+def _print(rep: Reproduction) -> None:
     console.print(f"[bold]{rep.title}[/bold]")
     console.print(f"budget: {rep.budget.get('description')}", markup=False, highlight=False)
     console.print(f"hardware: {hardware_line(rep.hardware)}", markup=False, highlight=False)
@@ -69,14 +67,12 @@ def _print(rep: Any) -> None:
     console.print(f"wall time: {fmt_duration(wall)}; paper budget here: {est}", markup=False, highlight=False)
     if rep.study_dir:
         console.print(f"study: {rep.study_dir}", markup=False, highlight=False)
-    from ..reproduce.common import _cell
-
     for tab in rep.tables:
         t = RichTable(title=tab.title)
-        for c in tab.columns:
-            t.add_column(c, overflow="fold")
+        for col in tab.columns:
+            t.add_column(col, overflow="fold")
         for row in tab.rows:
-            t.add_row(*[_cell(v) for v in row])
+            t.add_row(*[cell(v) for v in row])
         console.print(t)
         if tab.note:
             console.print(tab.note, style="dim", markup=False, highlight=False)
@@ -139,8 +135,6 @@ def reproduce_command(
 
     Prints budget, hardware, the paper-budget time estimate, and per claim: holds / does not hold / cannot tell.
     """
-    from .. import reproduce
-
     if papers_:
         _papers_table()
         return

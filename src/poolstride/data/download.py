@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..results.io import atomic_open
 
 TIMEOUT_S = 60.0
 
@@ -21,6 +20,10 @@ def _urlopen(url: str) -> Any:
     """Indirection so tests can serve bytes without a network."""
     req = urllib.request.Request(url, headers={"User-Agent": "poolstride"})
     return urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - fixed https/http dataset URLs
+
+
+class _ChecksumMismatch(Exception):
+    """A download whose md5 is not the expected one (the next URL is tried)."""
 
 
 def md5_file(path: Path) -> str:
@@ -41,27 +44,22 @@ def fetch(urls: Sequence[str], dest: Path, md5: str, name: str, hint: str) -> Pa
     dest.parent.mkdir(parents=True, exist_ok=True)
     reasons = []
     for url in urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-        tmp = Path(tmp_name)
         try:
-            h = hashlib.md5(usedforsecurity=False)
-            with os.fdopen(fd, "wb") as out, _urlopen(url) as resp:
+            with atomic_open(dest, "wb", suffix=".part") as out, _urlopen(url) as resp:
+                h = hashlib.md5(usedforsecurity=False)
                 while True:
                     chunk = resp.read(1 << 20)
                     if not chunk:
                         break
                     h.update(chunk)
                     out.write(chunk)
-            if h.hexdigest() != md5:
-                reasons.append(f"{url}: checksum mismatch (md5 {h.hexdigest()}, expected {md5})")
-                continue
-            os.replace(tmp, dest)
+                if h.hexdigest() != md5:  # raised inside the block: dest is left as it was
+                    raise _ChecksumMismatch(f"{url}: checksum mismatch (md5 {h.hexdigest()}, expected {md5})")
             return dest
+        except _ChecksumMismatch as e:
+            reasons.append(str(e))
         except (urllib.error.URLError, OSError, ValueError) as e:
             reasons.append(f"{url}: {getattr(e, 'reason', None) or e}")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     raise DataError(f"{name}: download failed ({'; '.join(reasons)}); {hint}")
 
 

@@ -23,7 +23,7 @@ import lzma
 import os
 import re
 import shutil
-import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..results.io import make_temp_dir, replace_dir
 from .core import Dataset, cache_dir, make_dataset
 
 OPTIONS = ("classes", "cache")
@@ -167,21 +168,22 @@ def _cache_read(d: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | Non
 
 
 def _cache_write(d: Path, ds: Dataset, stored: list[str] | None, desc: str) -> None:
-    """Atomic: written to a temporary sibling, then renamed. Failures are ignored (cache is optional)."""
+    """Atomic: written to a temporary sibling, then swapped in. A failure is a warning (the cache is optional)."""
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=d.name + ".", dir=d.parent))
+        tmp = make_temp_dir(d, prefix=d.name + ".")
         try:
             for k in _TENSORS:
                 np.save(tmp / f"{k}.npy", getattr(ds, k).numpy())
             info = {"classes": stored, "mean": ds.mean, "std": ds.std, "split": desc}
             (tmp / "dataset.json").write_text(json.dumps(info))
-            os.replace(tmp, d)
+            if not replace_dir(tmp, d):
+                raise OSError(f"another process keeps replacing {d}")
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        pass
+    except OSError as e:
+        warnings.warn(f"npz cache not written ({e}); the next load decompresses again", RuntimeWarning, stacklevel=2)
 
 
 def load_path(

@@ -21,26 +21,7 @@ from . import diffstride as _diffstride  # noqa: F401
 from . import aps as _aps  # noqa: F401  (aps, lps)
 
 # isort: on
-from .registry import (
-    Downsample,
-    Geometry,
-    OpInfo,
-    build,
-    check_input,
-    get_info,
-    infos,
-    names,
-    register,
-)
+from . import registry as _registry
+from .registry import *  # noqa: F403 - the registry's API is the package's
 
-__all__ = [
-    "Downsample",
-    "Geometry",
-    "OpInfo",
-    "build",
-    "check_input",
-    "get_info",
-    "infos",
-    "names",
-    "register",
-]
+__all__ = list(_registry.__all__)

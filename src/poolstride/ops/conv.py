@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import Param
-from .registry import Downsample, Geometry, conv_out, register
+from .registry import Downsample, Geometry, Window, conv_out, register
 
 BIAS = Param("bias", bool, True, "add a bias (set false when a norm layer follows)")
 
@@ -22,28 +22,15 @@ BIAS = Param("bias", bool, True, "add a bias (set false when a norm layer follow
     params_formula="k^2*Cin*Cout + Cout (bias)",
     shape_rule="floor((n + 2*((k-1)//2) - k) / s) + 1: ceil(n/2) for odd k, floor(n/2) for k=2",
 )
-class StridedConv(Downsample):
+class StridedConv(Window):
     """A learnable strided convolution, the All-CNN replacement of pooling (Springenberg et al. 2015)."""
 
     def __init__(self, spec, in_channels, out_channels, stride=2):
         super().__init__(spec, in_channels, out_channels, stride)
-        k = int(spec["k"])
-        self.conv = nn.Conv2d(in_channels, out_channels, k, stride, (k - 1) // 2, bias=bool(spec["bias"]))
+        self.conv = nn.Conv2d(in_channels, out_channels, self.k, stride, self.pad, bias=bool(spec["bias"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
-
-    def out_size(self, n: int) -> int:
-        k = self.conv.kernel_size[0]
-        return conv_out(n, k, self.stride, (k - 1) // 2)
-
-    def geometry(self) -> list[Geometry]:
-        k = self.conv.kernel_size[0]
-        return [Geometry(k, self.stride, (k - 1) // 2)]
-
-    def min_input(self) -> int:
-        k = self.conv.kernel_size[0]
-        return max(1, k - 2 * ((k - 1) // 2))
 
 
 @register(

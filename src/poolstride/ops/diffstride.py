@@ -11,7 +11,7 @@ from torch import nn
 
 from ..spec import OpSpec, Param
 from .registry import Downsample, Geometry, register
-from .spectral import apply_separable, constant
+from .spectral import apply_separable, basis_constants
 
 
 @functools.lru_cache(maxsize=256)
@@ -35,12 +35,7 @@ def _full_basis_np(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _full_basis(n: int, m: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    a, b, f = _full_basis_np(n, m)
-    return (
-        constant(("diffstride_a", n, m), a, like),
-        constant(("diffstride_b", n, m), b, like),
-        constant(("diffstride_f", n, m), f, like),
-    )
+    return basis_constants("diffstride", n, m, _full_basis_np(n, m), like)
 
 
 @register(

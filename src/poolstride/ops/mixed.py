@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import Param
-from .pool import _RULE, K, _Pool
-from .registry import register
+from .pool import _RULE, K
+from .registry import Window, register
 
 
 @register(
@@ -27,7 +27,7 @@ from .registry import register
     params_formula="0 (fixed alpha); 1 (learnable alpha)",
     shape_rule=_RULE,
 )
-class MixedPool(_Pool):
+class MixedPool(Window):
     """Mixed max-average pooling (Lee, Gallagher & Tu 2016, AISTATS, arXiv:1509.08985):
     ``alpha * max + (1 - alpha) * avg`` over each k x k window.
 

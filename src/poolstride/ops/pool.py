@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..spec import Param
-from .registry import Downsample, Geometry, conv_out, register
+from .registry import Window, register
 
 K = Param("k", int, 2, "window size", min=1, max=15)
 _RULE = "floor((n + 2*((k-1)//2) - k) / s) + 1: floor(n/2) for k=2, ceil(n/2) for k=3"
@@ -30,27 +30,6 @@ def windows(x: torch.Tensor, k: int, s: int, pad: int, value: float = 0.0) -> to
     return torch.stack(taps, dim=-1)
 
 
-class _Pool(Downsample):
-    """Shared window logic: kernel ``k``, stride ``s``, padding ``(k-1)//2``."""
-
-    @property
-    def k(self) -> int:
-        return int(self.spec["k"])
-
-    @property
-    def pad(self) -> int:
-        return (self.k - 1) // 2
-
-    def out_size(self, n: int) -> int:
-        return conv_out(n, self.k, self.stride, self.pad)
-
-    def geometry(self) -> list[Geometry]:
-        return [Geometry(self.k, self.stride, self.pad)]
-
-    def min_input(self) -> int:
-        return max(1, self.k - 2 * self.pad)
-
-
 @register(
     "max",
     params=[K],
@@ -59,7 +38,7 @@ class _Pool(Downsample):
     learnable=False,
     shape_rule=_RULE,
 )
-class MaxPool(_Pool):
+class MaxPool(Window):
     """Max pooling over a k x k window with stride s (Riesenhuber & Poggio 1999)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +57,7 @@ class MaxPool(_Pool):
     learnable=False,
     shape_rule=_RULE + "; padded pixels are excluded from the mean",
 )
-class AvgPool(_Pool):
+class AvgPool(Window):
     """Average pooling over a k x k window (LeCun et al. 1998). Padding is excluded from the mean."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +79,7 @@ class AvgPool(_Pool):
     learnable=False,
     shape_rule=_RULE,
 )
-class LPPool(_Pool):
+class LPPool(Window):
     """LP pooling (Sermanet et al. 2012): ``(sum_window |x|^p)^(1/p)``.
 
     Equals :func:`torch.nn.functional.lp_pool2d` for non-negative inputs; unlike it, this version

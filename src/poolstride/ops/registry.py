@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from typing_extensions import Required, TypedDict, Unpack  # typing has them from Python 3.11; torch requires it
 
 from ..errors import SiteError, SpecError
-from ..spec import OpSpec, Param, parse
+from ..spec import OpSpec, Param, declare, parse
 
 
 @dataclass(frozen=True)
@@ -46,49 +47,42 @@ class OpInfo:
     summary: str
     source: str
     learnable: bool
-    changes_channels: bool
-    params_formula: str
     shape_rule: str
+    changes_channels: bool = False
+    params_formula: str = "0"
     onnx: bool = True
     onnx_note: str = ""
-    aliases: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, OpInfo] = {}
 
 
+class OpDoc(TypedDict, total=False):
+    """What an operator declares about itself besides its parameters: the remaining fields of :class:`OpInfo`
+    (whose defaults apply to the optional ones)."""
+
+    summary: Required[str]
+    source: Required[str]
+    learnable: Required[bool]
+    shape_rule: Required[str]
+    changes_channels: bool
+    params_formula: str
+    onnx: bool
+    onnx_note: str
+
+
 def register(
-    name: str,
-    *,
-    params: Sequence[Param] = (),
-    summary: str,
-    source: str,
-    learnable: bool,
-    changes_channels: bool = False,
-    params_formula: str = "0",
-    shape_rule: str,
-    onnx: bool = True,
-    onnx_note: str = "",
+    name: str, *, params: Sequence[Param] = (), **doc: Unpack[OpDoc]
 ) -> Callable[[type[Downsample]], type[Downsample]]:
-    """Class decorator that registers a :class:`Downsample` subclass under ``name``."""
+    """Class decorator that registers a :class:`Downsample` subclass under ``name`` with its parameter schema and
+    its :class:`OpDoc` (the remaining :class:`OpInfo` fields)."""
 
     def deco(cls: type[Downsample]) -> type[Downsample]:
         if name in _REGISTRY:
             raise RuntimeError(f"operator {name!r} registered twice")
         cls.op_name = name
-        _REGISTRY[name] = OpInfo(
-            name=name,
-            cls=cls,
-            params=tuple(params),
-            summary=summary,
-            source=source,
-            learnable=learnable,
-            changes_channels=changes_channels,
-            params_formula=params_formula,
-            shape_rule=shape_rule,
-            onnx=onnx,
-            onnx_note=onnx_note,
-        )
+        declare(name, params)
+        _REGISTRY[name] = OpInfo(name=name, cls=cls, params=tuple(params), **doc)
         return cls
 
     return deco
@@ -169,6 +163,28 @@ class Downsample(nn.Module):
         return f"spec={self.spec}, in={self.in_channels}, out={self.out_channels}, stride={self.stride}"
 
 
+class Window(Downsample):
+    """An operator with one ``k x k`` window (``k`` from its spec) at its stride, padded by ``(k-1)//2``: the
+    output size, geometry and smallest input of a pool or a strided conv."""
+
+    @property
+    def k(self) -> int:
+        return int(self.spec["k"])
+
+    @property
+    def pad(self) -> int:
+        return (self.k - 1) // 2
+
+    def out_size(self, n: int) -> int:
+        return conv_out(n, self.k, self.stride, self.pad)
+
+    def geometry(self) -> list[Geometry]:
+        return [Geometry(self.k, self.stride, self.pad)]
+
+    def min_input(self) -> int:
+        return max(1, self.k - 2 * self.pad)
+
+
 def _check_input_hook(op: Downsample, args: tuple) -> None:
     x = args[0] if args else None
     if isinstance(x, torch.Tensor) and x.dim() >= 2 and not torch.jit.is_tracing():
@@ -215,21 +231,17 @@ def check_input(op: Downsample, h: int, w: int) -> None:
         raise SiteError(f"{op.spec}: input {h}x{w} is too small; this operator needs at least {m}x{m}")
 
 
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 __all__ = [
     "Downsample",
     "Geometry",
+    "OpDoc",
     "OpInfo",
+    "Window",
     "build",
     "check_input",
     "conv_out",
-    "count_params",
     "get_info",
     "infos",
     "names",
     "register",
-    "torch",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .pool import _RULE, K, _Pool, windows
-from .registry import register
+from .pool import _RULE, K, windows
+from .registry import Window, register
 
 
 def valid_mask(h: int, w: int, k: int, s: int, pad: int, device: torch.device) -> torch.Tensor:
@@ -23,7 +23,7 @@ def valid_mask(h: int, w: int, k: int, s: int, pad: int, device: torch.device) -
     learnable=False,
     shape_rule=_RULE + "; padded pixels get zero weight",
 )
-class SoftPool(_Pool):
+class SoftPool(Window):
     """SoftPool (Stergiou et al. 2021, arXiv:2101.00440, Eq. 1-2): each k x k window (per channel,
     *not* across channels) outputs ``sum_i softmax(x)_i * x_i``, a smooth maximum that lies between
     the window's mean (constant window) and its max (very peaked window).

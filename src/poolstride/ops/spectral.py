@@ -94,11 +94,18 @@ def resample_matrix(n: int, m: int, like: torch.Tensor) -> torch.Tensor:
 
 def fourier_basis(n: int, m: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tensors ``(A, B, |f|)`` of :func:`_basis_np` (for a weighted, differentiable resampling matrix)."""
-    a, b, f = _basis_np(n, m)
+    return basis_constants("basis", n, m, _basis_np(n, m), like)
+
+
+def basis_constants(
+    prefix: str, n: int, m: int, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cached tensors (``like``'s dtype and device) of a basis ``(A, B, |f|)``, keyed ``prefix_a/b/f, n, m``."""
+    a, b, f = arrays
     return (
-        constant(("basis_a", n, m), a, like),
-        constant(("basis_b", n, m), b, like),
-        constant(("basis_f", n, m), f, like),
+        constant((f"{prefix}_a", n, m), a, like),
+        constant((f"{prefix}_b", n, m), b, like),
+        constant((f"{prefix}_f", n, m), f, like),
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .pool import _RULE, K, _Pool, windows
-from .registry import register
+from .pool import _RULE, K, windows
+from .registry import Window, register
 
 
 @register(
@@ -20,7 +20,7 @@ from .registry import register
     onnx=True,
     onnx_note="exports the eval-mode rule (probability-weighted average); training-mode sampling is not exported",
 )
-class StochasticPool(_Pool):
+class StochasticPool(Window):
     """Stochastic pooling (Zeiler & Fergus 2013, arXiv:1301.3557, Sec. 3).
 
     **The input goes through a ReLU first**: ``a = relu(x)``, so negative inputs are clipped to 0 and

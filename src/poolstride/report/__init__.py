@@ -8,18 +8,37 @@ in one step. Matplotlib is imported only when figures are drawn.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-import tempfile
-import time
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..alias import study_alias
+from ..results.io import clean_json, make_temp_dir, replace_dir
+from . import html, markdown
+from .build import NONINFERIORITY_MARGIN, ReportOptions, build
 from .load import ReportError, Study, load_study
+from .plots import make_figures
 
-__all__ = ["ReportError", "Study", "build_report", "load_study", "write_report"]
+__all__ = [
+    "ReportError",
+    "ReportOptions",
+    "Study",
+    "WrittenReport",
+    "build_report",
+    "load_study",
+    "make_report",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """A report written by :func:`make_report`: the path of its ``index.html`` and what ``report.json`` holds."""
+
+    index: Path
+    data: dict[str, Any]
 
 
 def build_report(
@@ -31,24 +50,18 @@ def build_report(
     noninferiority_margin: float | None = None,
 ) -> dict[str, Any]:
     """The report's data (what ``report.json`` holds, without figures), for notebooks and scripts."""
-    from .build import NONINFERIORITY_MARGIN, build
-
-    margin = NONINFERIORITY_MARGIN if noninferiority_margin is None else noninferiority_margin
-    data: dict[str, Any] = _finite(
-        build(load_study(study_dir), baseline, bootstrap=bootstrap, test=test, noninferiority_margin=margin)
+    options = ReportOptions(
+        baseline=baseline, bootstrap=bootstrap, test=test, noninferiority_margin=noninferiority_margin
     )
-    return data
+    return _data(load_study(study_dir), options)
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float (from a hand-edited study.json, say) replaced by None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+def _data(study: Study, options: ReportOptions) -> dict[str, Any]:
+    """:func:`~poolstride.report.build.build` with ``options``, every non-finite float (from a hand-edited
+    study.json, say) replaced by None."""
+    margin = NONINFERIORITY_MARGIN if options.noninferiority_margin is None else options.noninferiority_margin
+    data = build(study, options.baseline, bootstrap=options.bootstrap, test=options.test, noninferiority_margin=margin)
+    return dict(clean_json(data))
 
 
 def _aliasing(study_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -57,8 +70,6 @@ def _aliasing(study_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not any(study_dir.glob("runs/*/seed*/checkpoint.pt")):
         return None, None
     try:
-        from ..analysis.alias import study_alias
-
         res = study_alias(study_dir, max_seeds=1)
     except Exception as e:  # noqa: BLE001 - an extra section must not cost the report
         return None, f"aliasing section left out: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
@@ -68,33 +79,6 @@ def _aliasing(study_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace directory ``final`` by ``tmp`` (two renames; a reader never sees a half-written report)."""
-    for _attempt in range(20):
-        old = None
-        if final.exists():
-            # unique per call: threads of one process share a pid
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-            try:
-                os.replace(final, old)
-            except FileNotFoundError:
-                old = None
-            except OSError:
-                time.sleep(0.05)
-                continue
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            # another writer put a report in between: retry (last writer wins)
-            time.sleep(0.05)
-            continue
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        return
-    raise ReportError(f"could not replace {final}: another process keeps writing it")
 
 
 def write_report(
@@ -109,33 +93,31 @@ def write_report(
 ) -> Path:
     """Write ``STUDY_DIR/report/`` atomically and return the path of its ``index.html``.
 
-    ``baseline``: variant to compare with (default: study.json's baseline, else the first variant).
-    ``bootstrap``: percentile-bootstrap CIs instead of t intervals. ``test``: ``"t"`` (paired t-test) or
-    ``"wilcoxon"``. ``noninferiority_margin``: accuracy points a variant recommended for shift-consistency or
-    cost may lose at most (the lower bound of its accuracy CI; default 1).
-    Raises :class:`ReportError` (a ``PoolstrideError``) for an empty or foreign directory,
-    mixed datasets, an unknown baseline. A study with one seed or a partly finished one gets a report that
-    says so.
+    The options are those of :class:`~poolstride.report.build.ReportOptions`; :func:`make_report` takes them
+    as one and returns the report's data too. Raises :class:`ReportError` (a ``PoolstrideError``) for an empty
+    or foreign directory, mixed datasets, an unknown baseline. A study with one seed or a partly finished one
+    gets a report that says so.
     """
-    from . import html, markdown
-    from .build import NONINFERIORITY_MARGIN, build
+    options = ReportOptions(baseline, bootstrap, test, noninferiority_margin, figures, aliasing)  # its field order
+    return make_report(study_dir, options).index
 
+
+def make_report(study_dir: str | Path, options: ReportOptions | None = None) -> WrittenReport:
+    """Write ``STUDY_DIR/report/`` atomically (:func:`write_report`) and return where, with its data."""
+    options = options or ReportOptions()
     study = load_study(study_dir)
-    margin = NONINFERIORITY_MARGIN if noninferiority_margin is None else noninferiority_margin
-    data = _finite(build(study, baseline, bootstrap=bootstrap, test=test, noninferiority_margin=margin))
+    data = _data(study, options)
     final = study.dir / "report"
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=study.dir))
+        tmp = make_temp_dir(final, prefix=".report.tmp-")
     except OSError as e:
         raise ReportError(f"cannot write a report into {study.dir}: {e.strerror or e}") from None
     try:
-        if aliasing:
+        if options.aliasing:
             data["aliasing"], note = _aliasing(study.dir)
             if note:
                 data["notes"].append(note)
-        if figures:
-            from .plots import make_figures
-
+        if options.figures:
             figs, notes = make_figures(study, data, tmp / "figures")
             data["figures"] = figs
             data["notes"].extend(notes)
@@ -143,8 +125,9 @@ def write_report(
         _write(tmp / "report.md", markdown.render(data))
         _write(tmp / "index.html", html.render(data, tmp))
         os.chmod(tmp, 0o755)
-        _swap_in(tmp, final)
+        if not replace_dir(tmp, final):
+            raise ReportError(f"could not replace {final}: another process keeps writing it")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final / "index.html"
+    return WrittenReport(final / "index.html", data)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PoolstrideError
-
-STUDY_SCHEMA = "poolstride.study/1"
-RUN_SCHEMA = "poolstride.run/1"
+from ..results import schema
+from ..results.io import ResultFileError, read_json
+from ..results.study import StudyFileError, read_study
 
 
 class ReportError(PoolstrideError, ValueError):
@@ -131,11 +131,6 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def load_study(study_dir: str | Path) -> Study:
     """Read ``study_dir``; raise :class:`ReportError` with a one-line reason when it cannot be reported on."""
     d = Path(study_dir)
@@ -151,13 +146,27 @@ def load_study(study_dir: str | Path) -> Study:
             f"{d} is not a poolstride study directory: it has no study.json (`poolstride compare` creates one)"
         )
     try:
-        meta = _read_json(study_file)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"cannot read {study_file}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("schema") != STUDY_SCHEMA:
-        got = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
-        raise ReportError(f"{study_file} is not a poolstride study (schema {got!r}, expected {STUDY_SCHEMA!r})")
+        meta = read_study(d)
+    except StudyFileError as e:
+        raise ReportError(str(e) if e.kind == "schema" else f"cannot read {study_file}: {e.detail}") from None
+    variants, seeds, slug_to_name = _listed(meta)
+    runs, notes = _read_runs(d, variants, seeds, slug_to_name)
+    if not variants:
+        raise ReportError(f"{study_file} lists no variants")
+    if not runs:
+        total = len(variants) * max(len(seeds), 1)
+        raise ReportError(f"{d}: no finished runs yet (0 of {total}); nothing to report")
+    dataset = _one_dataset(d, meta, runs)
+    ok = [r for r in runs if r.ok]
+    if not ok:
+        reasons = "; ".join(f"{r.variant} seed {r.seed}: {r.result.get('reason') or 'no reason'}" for r in runs[:3])
+        raise ReportError(f"{d}: all {len(runs)} finished runs failed ({reasons})")
+    seeds.sort()
+    return Study(dir=d, meta=meta, variants=variants, seeds=seeds, runs=runs, dataset=dataset, notes=notes)
 
+
+def _listed(meta: dict[str, Any]) -> tuple[list[str], list[int], dict[str, str]]:
+    """The variant names and seeds study.json lists, and the variant name of each run-directory slug."""
     variants_meta = meta.get("variants") or []
     variants: list[str] = []
     slug_to_name: dict[str, str] = {}
@@ -175,18 +184,25 @@ def load_study(study_dir: str | Path) -> Study:
             seeds.append(int(s))
         except (TypeError, ValueError):
             continue
+    return variants, seeds, slug_to_name
 
+
+def _read_runs(
+    d: Path, variants: list[str], seeds: list[int], slug_to_name: dict[str, str]
+) -> tuple[list[Run], list[str]]:
+    """Every readable result file of ``d/runs`` (variants and seeds found there but not listed are added to
+    ``variants`` and ``seeds``), and notes on what was skipped or unlisted."""
     notes: list[str] = []
     runs: list[Run] = []
     runs_dir = d / "runs"
     result_files = sorted(runs_dir.glob("*/seed*/result.json")) if runs_dir.is_dir() else []
     for rf in result_files:
         try:
-            res = _read_json(rf)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            res = read_json(rf, "run result")
+        except ResultFileError:
             notes.append(f"unreadable result file skipped: {rf.relative_to(d)}")
             continue
-        if not isinstance(res, dict) or res.get("schema", RUN_SCHEMA) != RUN_SCHEMA:
+        if not isinstance(res, dict) or res.get("schema", schema.RUN) != schema.RUN:
             notes.append(f"result file with an unknown schema skipped: {rf.relative_to(d)}")
             continue
         slug = rf.parent.parent.name
@@ -203,14 +219,11 @@ def load_study(study_dir: str | Path) -> Study:
             notes.append(f"variant {name!r} has runs but is not listed in study.json")
         if seed not in seeds:
             seeds.append(seed)
+    return runs, notes
 
-    if not variants:
-        raise ReportError(f"{study_file} lists no variants")
-    if not runs:
-        total = len(variants) * max(len(seeds), 1)
-        raise ReportError(f"{d}: no finished runs yet (0 of {total}); nothing to report")
 
-    # One study = one dataset: refuse to mix numbers measured on different data.
+def _one_dataset(d: Path, meta: dict[str, Any], runs: list[Run]) -> str:
+    """The study's dataset. One study = one dataset: refuse to mix numbers measured on different data."""
     counts: dict[str, int] = {}
     for r in runs:
         ds = r.result.get("dataset")
@@ -225,12 +238,4 @@ def load_study(study_dir: str | Path) -> Study:
             + (f"; study.json says {declared}" if declared is not None else "")
             + "; a study is one dataset, use one directory per dataset"
         )
-    dataset = next(iter(names)) if names else "?"
-
-    ok = [r for r in runs if r.ok]
-    if not ok:
-        reasons = "; ".join(f"{r.variant} seed {r.seed}: {r.result.get('reason') or 'no reason'}" for r in runs[:3])
-        raise ReportError(f"{d}: all {len(runs)} finished runs failed ({reasons})")
-
-    seeds.sort()
-    return Study(dir=d, meta=meta, variants=variants, seeds=seeds, runs=runs, dataset=dataset, notes=notes)
+    return next(iter(names)) if names else "?"

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..results.format import fmt_count, fmt_delta
+from ..results.stats import CANNOT_TELL, SiteVerdict, site_verdict
 from .load import Study
 
 # Okabe & Ito (2008). Black first (baseline), yellow last (weak contrast on white).
@@ -71,7 +73,11 @@ class Style:
         self.order = order
 
 
-def _save(fig: Any, outdir: Path, name: str) -> tuple[str, str]:
+def _figure(fig: Any, outdir: Path, name: str, title: str, caption: str, *, tight: bool = True) -> dict[str, Any]:
+    """Lay out ``fig`` (``tight``), save it as ``outdir/NAME.png`` and ``.svg``, close it, and return the
+    figure's record."""
+    if tight:
+        fig.tight_layout()
     png = outdir / f"{name}.png"
     svg = outdir / f"{name}.svg"
     fig.savefig(png, bbox_inches="tight", metadata={"Software": None})
@@ -79,7 +85,33 @@ def _save(fig: Any, outdir: Path, name: str) -> tuple[str, str]:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return f"figures/{png.name}", f"figures/{svg.name}"
+    return {
+        "name": name,
+        "title": title,
+        "caption": caption,
+        "png": f"figures/{png.name}",
+        "svg": f"figures/{svg.name}",
+    }
+
+
+def _legend_below(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """The figure's legend centred below its axes, at most 5 columns."""
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), frameon=False)
+
+
+def _log_y(ax: Any) -> None:
+    """A log y axis whose ticks read as plain numbers (2.1, not 2.1x10^0)."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def _err(centre: float, ci: Any) -> list[list[float]] | None:
+    """Matplotlib error-bar lengths ``[[below], [above]]`` of a CI around ``centre``; None without a CI."""
+    return [[centre - ci[0]], [ci[1] - centre]] if ci else None
 
 
 def _label(v: str, width: int = 28) -> str:
@@ -94,16 +126,15 @@ def _middle(v: str, width: int = 32) -> str:
     return v[:head] + "…" + v[-(width - 1 - head) :]
 
 
-def _fmt_count(x: float, _pos: Any = None) -> str:
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:g}{suf}"
-    return f"{x:g}"
+def _count_ticks(axis: Any) -> None:
+    """Ticks of a count axis that read ``1.5M``, ``250``."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda x, _pos: fmt_count(x, style="plain")))
 
 
 def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
     plt = _mpl()
-    from matplotlib.ticker import FuncFormatter
 
     rows = [v for v in data["variants"] if v["acc"]["mean"] is not None]
     axes_spec = [
@@ -127,7 +158,7 @@ def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str,
             name = v["name"]
             y = v["acc"]["mean"]
             ci = v["acc"]["ci"]
-            yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
+            yerr = _err(y, ci)
             on = name in front
             ax.errorbar(
                 [c],
@@ -147,31 +178,25 @@ def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str,
         if len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         else:
-            ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+            _count_ticks(ax.xaxis)
         if xs and max(xs) == min(xs):
             ax.set_xlim(min(xs) * 0.9 - 1e-9, max(xs) * 1.1 + 1e-9)
         ax.set_xlabel(xlabel)
         ax.set_title(f"accuracy vs {data['pareto'][key]['label']}")
     axes[0][0].set_ylabel("test accuracy (%)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "pareto")
-    ci = "95% CI" if data["status"]["enough_seeds"] else "no CI (1 seed)"
-    return {
-        "name": "pareto",
-        "title": "Accuracy vs cost (Pareto fronts)",
-        "caption": f"Mean test accuracy over seeds with {ci} error bars against each cost. Filled markers and the "
-        "grey step line: the Pareto front (no other variant is both cheaper and more accurate on the mean); "
-        "hollow markers: dominated variants.",
-        "png": png,
-        "svg": svg,
-    }
+    _legend_below(fig, handles, labels)
+    caption = (
+        f"Mean test accuracy over seeds with {'95% CI' if data['status']['enough_seeds'] else 'no CI (1 seed)'} "
+        "error bars against each cost. Filled markers and the grey step line: the Pareto front (no other variant "
+        "is both cheaper and more accurate on the mean); hollow markers: dominated variants."
+    )
+    return _figure(fig, outdir, "pareto", "Accuracy vs cost (Pareto fronts)", caption)
 
 
 def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
     plt = _mpl()
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
     panels = [("test_acc", "test accuracy (%)"), ("train_loss", "training loss")]
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
@@ -212,24 +237,19 @@ def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if key == "train_loss":
-            ax.set_yscale("log")
-            plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")  # 2.1, not 2.1x10^0
-            ax.yaxis.set_major_formatter(plain)
-            ax.yaxis.set_minor_formatter(plain)
+            _log_y(ax)
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "curves")
-    return {
-        "name": "curves",
-        "title": "Training curves",
-        "caption": "Per-epoch test accuracy and training loss from runs/*/seed*/metrics.jsonl: the line is the mean "
+    _legend_below(fig, handles, labels)
+    return _figure(
+        fig,
+        outdir,
+        "curves",
+        "Training curves",
+        "Per-epoch test accuracy and training loss from runs/*/seed*/metrics.jsonl: the line is the mean "
         "over seeds, the band spans the minimum to the maximum over seeds.",
-        "png": png,
-        "svg": svg,
-    }
+    )
 
 
 def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] | None:
@@ -279,12 +299,7 @@ def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] 
             ax.fill_between(x, lo, hi, color=style.colour[name], alpha=0.15, lw=0)
     positive = all((v[1] > 0).all() for v in per.values())
     if positive:
-        from matplotlib.ticker import FuncFormatter
-
-        ax.set_yscale("log")
-        plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")  # 0.4, not 4x10^-1
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        _log_y(ax)
     layers0 = next(iter(per.values()))[0]
     if same and layers0 and len(layers0) <= 40:
         ax.set_xticks(np.arange(len(layers0)))
@@ -296,16 +311,14 @@ def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] 
         ax.set_xlabel("relative depth (0 = first layer, 1 = last; the variants have different layers)")
     ax.set_ylabel("gradient norm")
     ax.legend(loc="best", frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "gradflow")
-    return {
-        "name": "gradflow",
-        "title": "Gradient norm vs depth",
-        "caption": "Per-layer gradient L2 norm (result.json gradflow), mean over seeds with a min-max band. "
+    return _figure(
+        fig,
+        outdir,
+        "gradflow",
+        "Gradient norm vs depth",
+        "Per-layer gradient L2 norm (result.json gradflow), mean over seeds with a min-max band. "
         "A steep fall towards the input means weak gradient flow through the downsampling stack.",
-        "png": png,
-        "svg": svg,
-    }
+    )
 
 
 def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
@@ -322,7 +335,7 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
     for i, v in enumerate(rows):
         s = v["shift_consistency"]
         ci = s["ci"]
-        yerr = [[s["mean"] - ci[0]], [ci[1] - s["mean"]]] if ci else None
+        yerr = _err(s["mean"], ci)
         ax.bar(
             x[i] - (w / 2 if has_circ else 0),
             s["mean"],
@@ -337,7 +350,7 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
         sc = v["shift_consistency_circular"]
         if has_circ and sc["mean"] is not None:
             ci2 = sc["ci"]
-            yerr2 = [[sc["mean"] - ci2[0]], [ci2[1] - sc["mean"]]] if ci2 else None
+            yerr2 = _err(sc["mean"], ci2)
             ax.bar(
                 x[i] + w / 2,
                 sc["mean"],
@@ -366,22 +379,19 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
             Patch(facecolor="#777777", alpha=0.45, label="circular shift"),
         ]
         ax.legend(handles=proxies, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "shift")
-    return {
-        "name": "shift",
-        "title": "Shift-consistency",
-        "caption": "How often the prediction stays the same when the input is shifted (mean over seeds, 95% CI; the "
+    return _figure(
+        fig,
+        outdir,
+        "shift",
+        "Shift-consistency",
+        "How often the prediction stays the same when the input is shifted (mean over seeds, 95% CI; the "
         f"hatched bar is the baseline {base}). The y axis starts at {lo:g}%."
         + (" Light bars: circular shifts." if has_circ else ""),
-        "png": png,
-        "svg": svg,
-    }
+    )
 
 
 def costs_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path) -> dict[str, Any] | None:
     plt = _mpl()
-    from matplotlib.ticker import FuncFormatter
 
     rows = [v for v in data["variants"] if v["n"] > 0]
     # Per-site costs when the runs store them (optional result field `sites`).
@@ -423,21 +433,19 @@ def costs_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path)
         ax.set_yticks(np.arange(len(names)))
         ax.set_yticklabels([_label(n, 22) for n in names])
         ax.invert_yaxis()
-        ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+        _count_ticks(ax.xaxis)
         ax.set_xlabel("MACs + other ops at the downsampling sites")
         ax.grid(axis="y", visible=False)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(max_sites, 6), frameon=False)
         ax.margins(x=0.35)
-        fig.tight_layout()
-        png, svg = _save(fig, outdir, "costs")
-        return {
-            "name": "costs",
-            "title": "Cost per downsampling site",
-            "caption": "MACs plus other ops (comparisons, adds) of each downsampling site, stacked from the input "
+        return _figure(
+            fig,
+            outdir,
+            "costs",
+            "Cost per downsampling site",
+            "MACs plus other ops (comparisons, adds) of each downsampling site, stacked from the input "
             "side; the text lists the operator at each site (result.json sites).",
-            "png": png,
-            "svg": svg,
-        }
+        )
     have = [v for v in rows if v["costs"]["macs"] is not None]
     if not have:
         return None
@@ -450,20 +458,18 @@ def costs_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path)
     ax.set_yticks(y)
     ax.set_yticklabels([_label(v["name"], 22) for v in have])
     ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(FuncFormatter(_fmt_count))
+    _count_ticks(ax.xaxis)
     ax.set_xlabel("operations per image (forward)")
     ax.grid(axis="y", visible=False)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "costs")
-    return {
-        "name": "costs",
-        "title": "Cost breakdown",
-        "caption": "Whole-model forward cost: conv/linear MACs and other ops counted separately. The runs store no "
+    return _figure(
+        fig,
+        outdir,
+        "costs",
+        "Cost breakdown",
+        "Whole-model forward cost: conv/linear MACs and other ops counted separately. The runs store no "
         "per-site costs (optional result.json field `sites`), so this shows totals only.",
-        "png": png,
-        "svg": svg,
-    }
+    )
 
 
 def _load_erf(run_dir: Path, rel: Any) -> np.ndarray | None:
@@ -509,26 +515,38 @@ def erf_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] | Non
         ax.set_title(_label(name, 22), fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="|gradient| (normalised)")
-    png, svg = _save(fig, outdir, "erf")
-    return {
-        "name": "erf",
-        "title": "Effective receptive fields",
-        "caption": "Gradient magnitude of a centre output unit with respect to the input (result.json erf), "
+    return _figure(
+        fig,
+        outdir,
+        "erf",
+        "Effective receptive fields",
+        "Gradient magnitude of a centre output unit with respect to the input (result.json erf), "
         "normalised to its maximum and averaged over seeds.",
-        "png": png,
-        "svg": svg,
-    }
+        tight=False,
+    )
 
 
 VERDICT_STYLE = {  # colour, marker, legend label; Okabe-Ito bluish green / vermillion, grey for no verdict
-    "up": (OKABE_ITO[3], "^", "detectably better"),
-    "down": (OKABE_ITO[5], "v", "detectably worse"),
-    "none": ("#8c8c8c", "o", "cannot tell"),
+    SiteVerdict.HELPS: (OKABE_ITO[3], "^", "detectably better"),
+    SiteVerdict.HURTS: (OKABE_ITO[5], "v", "detectably worse"),
+    SiteVerdict.CANNOT_TELL: ("#8c8c8c", "o", CANNOT_TELL),
 }
 
 
-def _verdict_key(v: Any) -> str:
-    return "up" if v in ("helps", "higher") else "down" if v in ("hurts", "lower") else "none"
+def _macs_margin(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """The MACs change of each site, in the right margin of ``ax`` (one row per site)."""
+    ax.annotate(
+        "ΔMACs", (1.03, -0.5), xycoords=("axes fraction", "data"), ha="left", va="bottom", fontsize=7.5, weight="bold"
+    )
+    for i, r in enumerate(rows):
+        dm = r["macs"]
+        if dm.get("delta") is None:
+            txt = "n/a"
+        else:
+            txt = ("+" if dm["delta"] >= 0 else "−") + fmt_count(abs(float(dm["delta"])), style="plain")
+            if dm.get("delta_pct") is not None:
+                txt += f" ({fmt_delta(dm['delta_pct'], 1, '%')})"
+        ax.annotate(txt, (1.03, i), xycoords=("axes fraction", "data"), ha="left", va="center", fontsize=7.5)
 
 
 def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None:
@@ -552,9 +570,9 @@ def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None
             d = m["diff_mean"]
             if d is None:
                 continue
-            colour, marker, _ = VERDICT_STYLE[_verdict_key(r["verdict"] if key == "acc" else m.get("verdict"))]
+            colour, marker, _ = VERDICT_STYLE[r["verdict"] if key == "acc" else site_verdict(m.get("verdict"))]
             ci = m["ci"]
-            xerr = [[d - ci[0]], [ci[1] - d]] if ci else None
+            xerr = _err(d, ci)
             ax.errorbar(
                 [d],
                 [i],
@@ -586,37 +604,22 @@ def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(labels, fontsize=7.5)
     axes[0].set_ylim(n - 0.5, -0.5)  # first site (input side) on top
-    # the MACs change of each site, right of the second panel
-    ax2 = axes[1]
-    ax2.annotate(
-        "ΔMACs", (1.03, -0.5), xycoords=("axes fraction", "data"), ha="left", va="bottom", fontsize=7.5, weight="bold"
-    )
-    for i, r in enumerate(rows):
-        dm = r["macs"]
-        if dm.get("delta") is None:
-            txt = "n/a"
-        else:
-            txt = ("+" if dm["delta"] >= 0 else "−") + _fmt_count(abs(float(dm["delta"])))
-            if dm.get("delta_pct") is not None:
-                txt += f" ({dm['delta_pct']:+.1f}%)"
-        ax2.annotate(txt, (1.03, i), xycoords=("axes fraction", "data"), ha="left", va="center", fontsize=7.5)
+    _macs_margin(axes[1], rows)
     proxies = [
         Line2D([], [], ls="", marker=mk, color=c, mfc=c, ms=6, label=lab) for c, mk, lab in VERDICT_STYLE.values()
     ]
-    fig.legend(handles=proxies, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
-    fig.tight_layout()
-    png, svg = _save(fig, outdir, "per_site")
+    _legend_below(fig, proxies, [lab for _, _, lab in VERDICT_STYLE.values()])
     ci_txt = "95% CI error bars (filled markers; hollow: no CI)" if data["status"]["enough_seeds"] else "no CI (1 seed)"
-    return {
-        "name": "per_site",
-        "title": "Per-site ablation: the change at one site at a time",
-        "caption": f"Paired difference from {base} (mean over seeds, {ci_txt}) when only that site is changed, "
+    return _figure(
+        fig,
+        outdir,
+        "per_site",
+        "Per-site ablation: the change at one site at a time",
+        f"Paired difference from {base} (mean over seeds, {ci_txt}) when only that site is changed, "
         "sites from the input side (top) down. Colour and marker: detectably better / worse after Holm correction "
         "(accuracy panel: the site's verdict; right panel: the shift-consistency verdict) or cannot tell. "
         "Right margin: the change in MACs.",
-        "png": png,
-        "svg": svg,
-    }
+    )
 
 
 def make_figures(study: Study, data: dict[str, Any], outdir: Path) -> tuple[list[dict[str, Any]], list[str]]:

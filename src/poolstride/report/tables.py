@@ -4,44 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..results import stats
+from ..results.format import fmt_ci, fmt_count, fmt_delta, fmt_number, fmt_p
+
+NO_CI = "n/a (needs ≥2 seeds)"
+
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def num(x: Any, digits: int = 2) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:.{digits}f}"
-
-
-def count(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    x = float(x)
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suf}"
-    return f"{x:.0f}"
-
-
-def pct(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.1f}%"
-
-
-def pval(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    return "<0.001" if x < 0.001 else f"{x:.3f}"
-
-
 def ci(c: Any, digits: int = 2, signed: bool = False) -> str:
-    if not c:
-        return "n/a (needs ≥2 seeds)"
-    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
-    return f"[{f.format(c[0])}, {f.format(c[1])}]"
+    """A CI cell: :func:`~poolstride.results.format.fmt_ci`, saying why there is none."""
+    return fmt_ci(c, digits, signed, missing=NO_CI)
 
 
 CLIP_MARK = "*"
@@ -54,7 +29,7 @@ def bounded_ci(s: dict[str, Any], bounds: tuple[float, float] = BOUNDS) -> str:
     raw = s.get("ci")
     if not raw:
         return ci(raw)
-    shown = s.get("ci_clipped") or [min(max(raw[0], bounds[0]), bounds[1]), min(max(raw[1], bounds[0]), bounds[1])]
+    shown = s.get("ci_clipped") or stats.clip_ci(raw, *bounds) or raw
     return ci(shown) + (CLIP_MARK if list(shown) != list(raw) else "")
 
 
@@ -107,11 +82,11 @@ def variants_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 bounded_ci(v["acc"]) if v["n"] else "n/a",
                 mean_std(v["shift_consistency"]),
                 bounded_ci(v["shift_consistency"]) if v["shift_consistency"]["n"] else "n/a",
-                count(c["params"]),
-                count(c["macs"]),
-                count(c["other_ops"]),
-                count(c.get("total_ops")),
-                num(c["latency_ms"]["min"], 3),
+                fmt_count(c["params"]),
+                fmt_count(c["macs"]),
+                fmt_count(c["other_ops"]),
+                fmt_count(c.get("total_ops")),
+                fmt_number(c["latency_ms"]["min"], 3),
                 front if v["n"] else "-",
             ]
         )
@@ -141,32 +116,38 @@ def comparisons_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]
                     str(m["n"]),
                     "n/a" if m["diff_mean"] is None else f"{m['diff_mean']:+.2f}",
                     ci(m["ci"], signed=True),
-                    pval(m["p"]),
-                    pval(m.get("p_holm")),
-                    num(m["effect_dz"]),
+                    fmt_p(m["p"]),
+                    fmt_p(m.get("p_holm")),
+                    fmt_number(m["effect_dz"]),
                     m.get("verdict", "n/a"),
                 ]
             )
     return head, rows
 
 
+def statements(data: dict[str, Any]) -> list[str]:
+    """The comparisons' sentences: accuracy, then shift-consistency, per variant."""
+    return [c["metrics"][key]["statement"] for c in data["comparisons"] for key in ("acc", "shift_consistency")]
+
+
+COST_CHANGES = (
+    ("total_ops", "total ops"),
+    ("macs", "MACs"),
+    ("other_ops", "other ops"),
+    ("latency_ms", "latency"),
+    ("params", "params"),
+    ("activation_bytes", "activation memory"),
+    ("train_time_s", "train time"),
+)
+
+
 def costs_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["variant", "total ops", "MACs", "other ops", "latency", "params", "activation memory", "train time"]
+    """Each variant's cost change relative to the baseline, in percent."""
+    head = ["variant"] + [label for _, label in COST_CHANGES]
     rows = []
     for c in data["comparisons"]:
         cc = c["cost_change_pct"]
-        rows.append(
-            [
-                c["variant"],
-                pct(cc.get("total_ops")),
-                pct(cc["macs"]),
-                pct(cc["other_ops"]),
-                pct(cc["latency_ms"]),
-                pct(cc["params"]),
-                pct(cc["activation_bytes"]),
-                pct(cc["train_time_s"]),
-            ]
-        )
+        rows.append([c["variant"]] + [fmt_delta(cc.get(key), 1, "%") for key, _ in COST_CHANGES])
     return head, rows
 
 
@@ -182,8 +163,8 @@ def _delta_count(d: dict[str, Any]) -> str:
     x = d.get("delta")
     if x is None:
         return "n/a"
-    s = ("+" if x >= 0 else "-") + count(abs(x))
-    return s + (f" ({pct(d['delta_pct'])})" if d.get("delta_pct") is not None else "")
+    s = ("+" if x >= 0 else "-") + fmt_count(abs(x))
+    return s + (f" ({fmt_delta(d['delta_pct'], 1, '%')})" if d.get("delta_pct") is not None else "")
 
 
 def per_site_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -231,6 +212,35 @@ def per_site_caption(data: dict[str, Any]) -> str:
         f"detectably higher / lower accuracy (adjusted p < {opts['alpha']:g}), cannot tell = the data cannot "
         "separate it from the baseline (which is not proof of equality). ΔMACs: conv + linear, per image."
     )
+
+
+def failed_runs_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The failed runs and why they failed."""
+    rows = [[r["variant"], str(r["seed"]), str(r["reason"] or "no reason given")] for r in data["status"]["failed"]]
+    return ["variant", "seed", "reason"], rows
+
+
+def missing_runs(data: dict[str, Any]) -> str:
+    """'v seed 1, w seed 2': the runs not finished yet."""
+    return ", ".join(f"{m['variant']} seed {m['seed']}" for m in data["status"]["missing"])
+
+
+# study.json provenance key -> label, in the order the report lists them
+PROVENANCE_FIELDS = (
+    ("command", "command"),
+    ("git_commit", "poolstride commit"),
+    ("poolstride", "poolstride"),
+    ("torch", "torch"),
+    ("cuda", "CUDA"),
+    ("cudnn", "cuDNN"),
+    ("device_name", "device"),
+    ("cpu", "CPU"),
+    ("cpu_count", "CPU cores"),
+    ("threads", "torch threads"),
+    ("autocast", "autocast"),
+    ("host", "host"),
+    ("replay_of", "replay of"),
+)
 
 
 def status_line(data: dict[str, Any]) -> str:

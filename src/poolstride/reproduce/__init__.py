@@ -16,11 +16,18 @@ numbers live in :mod:`poolstride.reproduce.papers`.
 
 from __future__ import annotations
 
-import importlib
+import json
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from ..results import io as tio
+from . import allcnn, blurpool, mishkin, resnet_shortcuts, stem
 from .common import BUDGETS, Check, ReproduceError, Reproduction, Table
+
+_MODULES: dict[str, ModuleType] = {m.__name__: m for m in (allcnn, blurpool, mishkin, resnet_shortcuts, stem)}
 
 
 @dataclass(frozen=True)
@@ -32,8 +39,9 @@ class Protocol:
     needs_data: bool
     options: tuple[str, ...]
 
-    def load(self) -> Any:
-        return importlib.import_module(self.module)
+    def load(self) -> ModuleType:
+        """The protocol's module (it has ``run(budget, **kwargs)``)."""
+        return _MODULES[self.module]
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -108,18 +116,14 @@ def run(name: str, budget: str = "quick", **kwargs: Any) -> Reproduction:
 
 
 def _save(rep: Reproduction) -> None:
-    """Keep the result next to the study: STUDY_DIR/reproduction.{json,md} (atomic writes)."""
-    import json
-    from pathlib import Path
-
-    from ..results import io as tio
-
+    """Keep the result next to the study: STUDY_DIR/reproduction.{json,md} (atomic writes). A failed write is a
+    warning: the study itself is saved, and the result is returned (and printed) anyway."""
     d = Path(str(rep.study_dir))
     try:
         tio.write_text(d / "reproduction.json", json.dumps(rep.to_dict(), indent=2, default=str) + "\n")
         tio.write_text(d / "reproduction.md", rep.markdown())
-    except OSError:
-        pass  # the study itself is saved; the summary is printed anyway
+    except OSError as e:
+        warnings.warn(f"reproduction result not saved in {d}: {e}", stacklevel=3)
 
 
 __all__ = [

@@ -26,31 +26,20 @@ from typing import Any
 
 from . import papers
 from .common import (
-    COMMON,
-    RECIPE_OVERRIDES,
     Check,
+    Claims,
     ReproduceError,
     Reproduction,
     Table,
-    about_equal,
     at_chance,
-    better,
-    chance_floor,
-    check_budget,
     combine,
     describe,
     error_of,
     fmt_mean_ci,
-    make_recipe,
-    paper_estimate,
-    per_seed,
-    pop_options,
-    recipe_text,
-    run_notes,
+    scale_estimate,
     split_csv,
-    train,
-    variant_mean,
 )
+from .training import Found, Request, Training
 
 NAME = "allcnn"
 TITLE = "All-CNN (Springenberg et al. 2015, Table 3): pooling vs strided convolution on CIFAR-10"
@@ -95,204 +84,135 @@ def variant_name(family: str, variant: str) -> str:
 
 def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     """Run the All-CNN protocol; see the module doc for budgets and options."""
-    budget = check_budget(budget)
-    b = BUDGETS[budget]
-    common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
-    overrides = {k: kwargs.pop(k) for k in RECIPE_OVERRIDES if k in kwargs}
-    opts = pop_options(NAME, kwargs, OPTIONS)
-    families = [f.lower().removeprefix("allcnn-") for f in split_csv(opts["families"] or b["families"])]
-    bad = [f for f in families if f not in ("a", "b", "c")]
-    if bad or not families:
-        raise ReproduceError(f"allcnn: bad --families {opts['families']!r}; use a comma list of a, b, c")
-    recipe = make_recipe(b["base"], b["recipe"], overrides)
-    seeds = int(common.pop("seeds", None) or b["seeds"])
+    req = Request.parse(NAME, budget, BUDGETS, OPTIONS, kwargs)
+    given = req.options["families"]
+    families = [f.lower().removeprefix("allcnn-") for f in split_csv(given or req.spec["families"])]
+    if not families or any(f not in ("a", "b", "c") for f in families):
+        raise ReproduceError(f"allcnn: bad --families {given!r}; use a comma list of a, b, c")
+    recipe = req.recipe()
     variants = [variant_name(f, v) for f in families for v in VARIANTS]
-    mopts = dict(b.get("model_options") or {})
-    t = train(
-        NAME, budget, model=f"allcnn-{families[0]}", variants=variants, recipe=recipe, seeds=seeds,
-        model_options=mopts, **common,
-    )  # fmt: skip
-    return summarise(t, families, budget, float(opts["margin"]))
+    mopts = dict(req.spec.get("model_options") or {})
+    t = req.train(f"allcnn-{families[0]}", variants, recipe, mopts)
+    return summarise(t, families, req.budget, float(req.options["margin"]))
 
 
-def summarise(t: Any, families: list[str], budget: str, margin: float) -> Reproduction:
-    summ = t.summary
-    acc = per_seed(summ, "acc")
-    shift = per_seed(summ, "shift_consistency")
-    params = variant_mean(summ, "params")
-    ips = variant_mean(summ, "images_per_s_mean")
-    rf = {r["variant"]: r.get("rf") for r in summ.get("runs", []) if r.get("rf") is not None}
-    floor = chance_floor(t.dataset)
+COLUMNS = [
+    "model",
+    "paper error",
+    "our error mean [95% CI] (n)",
+    "paper - base",
+    "ours - base",
+    "ordering vs base",
+    "params",
+    "RF",
+    "shift-consistency % [CI]",
+    "train images/s",
+]
+TABLE_NOTE = (
+    "paper: Table 3, no augmentation [S]. ours: 100 - test accuracy per seed; CI = 95% t interval over seeds "
+    "(poolstride.results.stats). Ordering verdicts use paired seed differences."
+)
+QUICK_MODEL_NOTE = (
+    "models: every arm with batch norm after each conv and site, no ReLU on the class scores and no "
+    "dropout (bn=True, final_relu=False, dropout=False; the paper has no BN and uses dropout): without BN "
+    "the nets stay at chance on a short budget, and dropout in front of BN wrecks the eval-mode statistics "
+    "(16.5 % test vs 40 % train accuracy). Parameter counts exceed Table 3's by the BN parameters."
+)
+QUICK_NOTE = (
+    "quick budget: a short, scaled recipe; absolute errors are far above the paper's (which trains 350 "
+    "epochs on 50k images); only the ordering between variants is comparable."
+)
+
+
+def _rows(t: Training, family: str, claims: Claims) -> list[list[Any]]:
+    """One family's table rows: paper error next to ours, the ordering against the base model, size, RF,
+    shift-consistency and speed."""
+    names = {v: variant_name(family, v) for v in VARIANTS}
+    shift = t.per_seed("shift_consistency")
+    params = t.means("params")
+    rf = {r["variant"]: r.get("rf") for r in t.summary.get("runs", []) if r.get("rf") is not None}
+    base = claims.of(names["base"])
+    base_err = papers.value(f"allcnn/{family}/base/error")
+    vs_base = {
+        "strided": claims.better(names["base"], names["strided"], ""),
+        "convpool": claims.better(names["convpool"], names["base"], ""),
+        "all-cnn": claims.better(names["all-cnn"], names["base"], ""),
+    }
     rows: list[list[Any]] = []
-    checks: list[Check] = []
-    fam_checks: dict[str, list[Check]] = {"strided": [], "equal": [], "better": []}
-    for f in families:
-        F = f.upper()
-        names = {v: variant_name(f, v) for v in VARIANTS}
-        a = {v: acc.get(names[v], {}) for v in VARIANTS}
-        base_err = papers.value(f"allcnn/{f}/base/error")
-        vs_base = {
-            "strided": better(names["base"], a["base"], names["strided"], a["strided"], "", SOURCE, floor=floor),
-            "convpool": better(names["convpool"], a["convpool"], names["base"], a["base"], "", SOURCE, floor=floor),
-            "all-cnn": better(names["all-cnn"], a["all-cnn"], names["base"], a["base"], "", SOURCE, floor=floor),
-        }
-        for v in VARIANTS:
-            p_err = papers.value(f"allcnn/{f}/{v}/error")
-            ours = describe(error_of(a[v]))
-            sc = describe(shift.get(names[v], {}))
-            if v == "base":
-                order = "reference"
-            else:
-                paper_dir = "worse" if p_err > base_err else "better"
-                order = f"paper: {paper_dir} than base; ours: {vs_base[v].verdict}"
-            rows.append(
-                [
-                    LABEL[v].format(F=F),
-                    p_err,
-                    fmt_mean_ci(ours),
-                    round(p_err - base_err, 2),
-                    None
-                    if ours["mean"] is None or not a["base"]
-                    else round(ours["mean"] - (100 - _mean(a["base"])), 2),
-                    order,
-                    params.get(names[v]),
-                    rf.get(names[v]),
-                    fmt_mean_ci(sc, 1),
-                    None if not ips.get(names[v]) else round(float(ips[names[v]] or 0), 1),
-                ]
-            )
-        s = combine(
-            f"{F}: Strided is the worst of the family",
-            SOURCE,
+    for v in VARIANTS:
+        p_err = papers.value(f"allcnn/{family}/{v}/error")
+        ours = describe(error_of(claims.of(names[v])))
+        if v == "base":
+            order = "reference"
+        else:
+            paper_dir = "worse" if p_err > base_err else "better"
+            order = f"paper: {paper_dir} than base; ours: {vs_base[v].verdict}"
+        vs = None if ours["mean"] is None or not base else round(ours["mean"] - (100 - _mean(base)), 2)
+        rows.append(
             [
-                better(
-                    names[v],
-                    a[v],
-                    names["strided"],
-                    a["strided"],
-                    f"{LABEL[v].format(F=F)} beats Strided",
-                    SOURCE,
-                    floor=floor,
-                )
-                for v in ("base", "convpool", "all-cnn")
-            ],
-        )
-        e = about_equal(
-            names["convpool"],
-            a["convpool"],
-            names["all-cnn"],
-            a["all-cnn"],
-            margin,
-            f"{F}: ConvPool ~ All-CNN (within +-{margin:g} pt)",
-            SOURCE,
-            floor=floor,
-        )
-        bb = combine(
-            f"{F}: ConvPool and All-CNN both beat the base model",
-            SOURCE,
-            [
-                better(
-                    names[v],
-                    a[v],
-                    names["base"],
-                    a["base"],
-                    f"{LABEL[v].format(F=F)} beats Model {F}",
-                    SOURCE,
-                    floor=floor,
-                )
-                for v in ("convpool", "all-cnn")
-            ],
-        )
-        fam_checks["strided"].append(s)
-        fam_checks["equal"].append(e)
-        fam_checks["better"].append(bb)
-    checks.append(combine("Strided is worst in each family", SOURCE, fam_checks["strided"]))
-    checks.append(combine("ConvPool ~ All-CNN in each family", SOURCE, fam_checks["equal"]))
-    checks.append(combine("ConvPool and All-CNN both better than base in each family", SOURCE, fam_checks["better"]))
-    table = Table(
-        "CIFAR-10 test error (%): paper vs ours",
-        [
-            "model",
-            "paper error",
-            "our error mean [95% CI] (n)",
-            "paper - base",
-            "ours - base",
-            "ordering vs base",
-            "params",
-            "RF",
-            "shift-consistency % [CI]",
-            "train images/s",
-        ],
-        rows,
-        "paper: Table 3, no augmentation [S]. ours: 100 - test accuracy per seed; CI = 95% t interval over seeds "
-        "(poolstride.results.stats). Ordering verdicts use paired seed differences.",
+                LABEL[v].format(F=family.upper()), p_err, fmt_mean_ci(ours), round(p_err - base_err, 2), vs, order,
+                params.get(names[v]), rf.get(names[v]), fmt_mean_ci(describe(shift.get(names[v], {})), 1),
+                t.speed(names[v]),
+            ]
+        )  # fmt: skip
+    return rows
+
+
+def _family_checks(family: str, claims: Claims, margin: float) -> tuple[Check, Check, Check]:
+    """A family's three claims: Strided is the worst; ConvPool ~ All-CNN; both beat the base model."""
+    F = family.upper()
+    names = {v: variant_name(family, v) for v in VARIANTS}
+
+    def beats(v: str, other: str, what: str) -> Check:
+        return claims.better(names[v], names[other], f"{LABEL[v].format(F=F)} beats {what}")
+
+    worst = combine(
+        f"{F}: Strided is the worst of the family",
+        SOURCE,
+        [beats(v, "strided", "Strided") for v in ("base", "convpool", "all-cnn")],
     )
-    n_train = PAPER_N_TRAIN
-    est = paper_estimate(
-        ips,
+    claim = f"{F}: ConvPool ~ All-CNN (within +-{margin:g} pt)"
+    equal = claims.about_equal(names["convpool"], names["all-cnn"], margin, claim)
+    over_base = combine(
+        f"{F}: ConvPool and All-CNN both beat the base model",
+        SOURCE,
+        [beats(v, "base", f"Model {F}") for v in ("convpool", "all-cnn")],
+    )
+    return worst, equal, over_base
+
+
+def summarise(t: Training, families: list[str], budget: str, margin: float) -> Reproduction:
+    claims = Claims(t.per_seed("acc"), SOURCE, t.floor)
+    rows = [row for f in families for row in _rows(t, f, claims)]
+    worst, equal, over_base = zip(*(_family_checks(f, claims, margin) for f in families), strict=True)
+    checks = [
+        combine("Strided is worst in each family", SOURCE, list(worst)),
+        combine("ConvPool ~ All-CNN in each family", SOURCE, list(equal)),
+        combine("ConvPool and All-CNN both better than base in each family", SOURCE, list(over_base)),
+    ]
+    seeds = max(3, t.seeds)
+    est = t.estimate(
         PAPER_EPOCHS,
-        n_train,
-        max(3, t.seeds),
-        f"paper budget: families A, B, C x 4 variants x {max(3, t.seeds)} seeds x {PAPER_EPOCHS} epochs x "
-        f"{n_train} images; the variants measured here stand in for the families not run",
+        PAPER_N_TRAIN,
+        f"paper budget: families A, B, C x 4 variants x {seeds} seeds x {PAPER_EPOCHS} epochs x "
+        f"{PAPER_N_TRAIN} images; the variants measured here stand in for the families not run",
     )
-    if est.get("seconds") is not None and len(families) < 3:
-        est["seconds"] *= 3 / len(families)
-        est["text"] = f"about {_dur(est['seconds'])} (scaled from the {len(families)} family(ies) measured): " + str(
-            est["text"]
-        )
-    notes = [recipe_text(t.recipe, t.dataset)]
-    if budget == "quick":
-        notes.append(
-            "models: every arm with batch norm after each conv and site, no ReLU on the class scores and no "
-            "dropout (bn=True, final_relu=False, dropout=False; the paper has no BN and uses dropout): without BN "
-            "the nets stay at chance on a short budget, and dropout in front of BN wrecks the eval-mode statistics "
-            "(16.5 % test vs 40 % train accuracy). Parameter counts exceed Table 3's by the BN parameters."
-        )
-    notes += run_notes(summ, floor)
-    if at_chance(summ, floor):
+    if len(families) < 3:
+        scale_estimate(est, 3 / len(families), f"(scaled from the {len(families)} family(ies) measured)")
+    notes = t.notes(*([QUICK_MODEL_NOTE] if budget == "quick" else []))
+    if at_chance(t.summary, t.floor):
         notes.append(DEAD_NOTE)
     if budget == "quick":
-        notes.append(
-            "quick budget: a short, scaled recipe; absolute errors are far above the paper's (which trains 350 "
-            "epochs on 50k images); only the ordering between variants is comparable."
-        )
-    return Reproduction(
-        NAME,
-        TITLE,
-        {
-            "name": budget,
-            "description": f"{budget}: families {', '.join(f.upper() for f in families)}, {t.seeds} seeds; "
-            + recipe_text(t.recipe, t.dataset),
-            "families": families,
-            "seeds": t.seeds,
-            "recipe": t.recipe.to_dict(),
-            "dataset": _ds(t.dataset),
-        },
-        t.hardware,
-        [table],
-        checks,
-        {"wall_s": round(t.wall_s, 1), "paper_estimate": est},
-        notes,
-        t.study_dir,
-        {"acc": {k: {str(s): v for s, v in d.items()} for k, d in acc.items()}},
-    )
+        notes.append(QUICK_NOTE)
+    what = f"families {', '.join(f.upper() for f in families)}"
+    acc = {k: {str(s): v for s, v in d.items()} for k, d in claims.values.items()}
+    table = Table("CIFAR-10 test error (%): paper vs ours", COLUMNS, rows, TABLE_NOTE)
+    found = Found([table], checks, notes, est, {"acc": acc})
+    return t.result(NAME, TITLE, t.budget(budget, what, families=families), found)
 
 
 def _mean(d: dict[int, float]) -> float:
     return sum(d.values()) / len(d)
-
-
-def _dur(s: float) -> str:
-    from .common import fmt_duration
-
-    return fmt_duration(s)
-
-
-def _ds(ds: Any) -> str:
-    from .common import dataset_label
-
-    return dataset_label(ds)
 
 
 __all__ = ["BUDGETS", "NAME", "TITLE", "VARIANTS", "run", "summarise"]

@@ -42,35 +42,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import models
 from . import papers
 from .common import (
-    COMMON,
-    RECIPE_OVERRIDES,
     UNSURE,
     Check,
+    Claims,
     ReproduceError,
     Reproduction,
     Table,
-    better,
-    chance_floor,
-    check_budget,
     combine,
-    dataset_label,
     describe,
     fmt_duration,
     fmt_mean_ci,
-    make_recipe,
-    not_worse,
-    paper_estimate,
-    per_seed,
-    pop_options,
-    recipe_text,
-    run_notes,
     split_csv,
-    train,
-    variant_mean,
 )
 from .resnet_shortcuts import HE_CIFAR, PAPER_EPOCHS, PAPER_N_TRAIN
+from .training import Found, Request, Training
 
 NAME = "blurpool"
 TITLE = "BlurPool (Zhang 2019): max vs max + blur, accuracy and shift-consistency on CIFAR-10"
@@ -99,160 +87,112 @@ def variant_list(sizes: list[int]) -> list[str]:
 
 def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     """Run the BlurPool protocol; see the module doc for budgets and options."""
-    budget = check_budget(budget)
-    b = BUDGETS[budget]
-    common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
-    overrides = {k: kwargs.pop(k) for k in RECIPE_OVERRIDES if k in kwargs}
-    opts = pop_options(NAME, kwargs, OPTIONS)
+    req = Request.parse(NAME, budget, BUDGETS, OPTIONS, kwargs)
+    given = req.options["sizes"]
     try:
-        sizes = sorted({int(k) for k in split_csv(str(opts["sizes"]))})
+        sizes = sorted({int(k) for k in split_csv(str(given))})
     except ValueError:
-        raise ReproduceError(f"blurpool: bad --sizes {opts['sizes']!r}; use e.g. 2,3,4,5") from None
+        raise ReproduceError(f"blurpool: bad --sizes {given!r}; use e.g. 2,3,4,5") from None
     if not sizes or min(sizes) < 2 or max(sizes) > 7:
-        raise ReproduceError(f"blurpool: --sizes must be filter sizes in 2..7, got {opts['sizes']!r}")
-    model = str(opts["model"]).strip().lower()
-    from .. import models
-
+        raise ReproduceError(f"blurpool: --sizes must be filter sizes in 2..7, got {given!r}")
+    model = str(req.options["model"]).strip().lower()
     models.get_entry(model)
-    recipe = make_recipe(b["base"], b["recipe"], overrides)
-    seeds = int(common.pop("seeds", None) or b["seeds"])
-    t = train(NAME, budget, model=model, variants=variant_list(sizes), recipe=recipe, seeds=seeds, **common)
-    return summarise(t, model, sizes, budget, float(opts["margin"]))
+    t = req.train(model, variant_list(sizes), req.recipe())
+    return summarise(t, model, sizes, req.budget, float(req.options["margin"]))
 
 
-def _consistent(
-    a: str, b: str, cons: dict[str, dict[int, float]], acc: dict[str, dict[int, float]], floor: float, claim: str
-) -> Check:
+def _consistent(cons: Claims, acc: Claims, a: str, b: str, claim: str) -> Check:
     """``a`` more shift-consistent than ``b``; a net at chance accuracy predicts one class everywhere and is
     trivially consistent, so that case cannot tell."""
     for v in (a, b):
-        va = acc.get(v, {})
-        if va and sum(va.values()) / len(va) <= floor:
+        va = acc.of(v)
+        if va and sum(va.values()) / len(va) <= (acc.floor or 0.0):
             return Check(claim, SOURCE, UNSURE, f"{v} is at chance accuracy: its consistency means nothing")
-    return better(a, cons.get(a, {}), b, cons.get(b, {}), claim, SOURCE)
+    return cons.better(a, b, claim)
 
 
-def summarise(t: Any, model: str, sizes: list[int], budget: str, margin: float) -> Reproduction:
-    summ = t.summary
-    acc = per_seed(summ, "acc")
-    cons = per_seed(summ, "shift_consistency")
-    circ = per_seed(summ, "shift_consistency_circular")
-    other = variant_mean(summ, "other_ops")
-    macs = variant_mean(summ, "macs")
-    ips = variant_mean(summ, "images_per_s_mean")
-    floor = chance_floor(t.dataset)
+COLUMNS = [
+    "variant",
+    "filter",
+    "paper acc (RN50 ImageNet)",
+    "paper consistency",
+    "our acc [95% CI] (n)",
+    "our consistency (reflect)",
+    "consistency (circular)",
+    "MACs",
+    "other ops",
+    "train images/s",
+]
+TABLE_NOTE = (
+    "paper: ResNet-50 on ImageNet, top-1 accuracy and consistency of two random crops (adobe/antialiased-cnns, "
+    "2019 README) [P]; only the direction carries over to CIFAR-10. ours: consistency = % of test images whose "
+    "class agrees under two random shifts of up to 4 px."
+)
+SHIFT_NOTE = (
+    "The CIFAR shift test (up to 4 px on 32 px images, reflect fill) differs from Zhang's ImageNet test (two "
+    "224 crops of a 256 image, offsets 0-31): compare directions, not values."
+)
+
+
+def _table(t: Training, model: str, sizes: list[int]) -> Table:
+    metric = {m: t.per_seed(m) for m in ("acc", "shift_consistency", "shift_consistency_circular")}
+    other, macs = t.means("other_ops"), t.means("macs")
     rows = []
     for k in [1, *sizes]:
         v = "max" if k == 1 else f"blur-{k}"
         pa = papers.PAPERS.get(f"blurpool/resnet50/{k}/acc")
         pc = papers.PAPERS.get(f"blurpool/resnet50/{k}/consistency")
+        ours = [fmt_mean_ci(describe(metric[m].get(v, {})), d) for m, d in zip(metric, (2, 1, 1), strict=True)]
         rows.append(
+            [v, FILTER.get(k, f"size {k}"), pa.value if pa else None, pc.value if pc else None, *ours, macs.get(v),
+             other.get(v), t.speed(v)]
+        )  # fmt: skip
+    title = f"{model} on {getattr(t.dataset, 'name', 'data')}: accuracy and shift-consistency (%)"
+    return Table(title, COLUMNS, rows, TABLE_NOTE)
+
+
+def _checks(t: Training, sizes: list[int], margin: float) -> list[Check]:
+    acc = Claims(t.per_seed("acc"), SOURCE, t.floor)
+    cons = Claims(t.per_seed("shift_consistency"), SOURCE)
+    blur = [f"blur-{k}" for k in sizes]
+    checks = [
+        combine(
+            "Blurring before subsampling raises shift-consistency (every filter size)",
+            SOURCE,
+            [_consistent(cons, acc, b, "max", f"{b} is more shift-consistent than max") for b in blur],
+        ),
+        combine(
+            f"...without costing accuracy (non-inferiority, margin {margin:g} pt)",
+            SOURCE,
             [
-                v,
-                FILTER.get(k, f"size {k}"),
-                pa.value if pa else None,
-                pc.value if pc else None,
-                fmt_mean_ci(describe(acc.get(v, {}))),
-                fmt_mean_ci(describe(cons.get(v, {})), 1),
-                fmt_mean_ci(describe(circ.get(v, {})), 1),
-                macs.get(v),
-                other.get(v),
-                None if not ips.get(v) else round(float(ips[v] or 0), 1),
-            ]
-        )
-    table = Table(
-        f"{model} on {getattr(t.dataset, 'name', 'data')}: accuracy and shift-consistency (%)",
-        [
-            "variant",
-            "filter",
-            "paper acc (RN50 ImageNet)",
-            "paper consistency",
-            "our acc [95% CI] (n)",
-            "our consistency (reflect)",
-            "consistency (circular)",
-            "MACs",
-            "other ops",
-            "train images/s",
-        ],
-        rows,
-        "paper: ResNet-50 on ImageNet, top-1 accuracy and consistency of two random crops (adobe/antialiased-cnns, "
-        "2019 README) [P]; only the direction carries over to CIFAR-10. ours: consistency = % of test images whose "
-        "class agrees under two random shifts of up to 4 px.",
-    )
-    blur = [k for k in sizes]
-    c_parts = [
-        _consistent(f"blur-{k}", "max", cons, acc, floor, f"blur-{k} is more shift-consistent than max") for k in blur
-    ]
-    nw_parts = [
-        not_worse(
-            f"blur-{k}",
-            acc.get(f"blur-{k}", {}),
-            "max",
-            acc.get("max", {}),
-            margin,
-            f"blur-{k} is not less accurate than max (margin {margin:g} pt)",
+                acc.not_worse(b, "max", margin, f"{b} is not less accurate than max (margin {margin:g} pt)")
+                for b in blur
+            ],
+        ),
+        combine(
+            "Accuracy rises too (ImageNet: +0.0 to +2.0 pt)",
             SOURCE,
-            floor=floor,
-        )
-        for k in blur
-    ]
-    a_parts = [
-        better(
-            f"blur-{k}",
-            acc.get(f"blur-{k}", {}),
-            "max",
-            acc.get("max", {}),
-            f"blur-{k} is more accurate than max",
-            SOURCE,
-            floor=floor,
-        )
-        for k in blur
-    ]
-    checks: list[Check] = [
-        combine("Blurring before subsampling raises shift-consistency (every filter size)", SOURCE, c_parts),
-        combine(f"...without costing accuracy (non-inferiority, margin {margin:g} pt)", SOURCE, nw_parts),
-        combine("Accuracy rises too (ImageNet: +0.0 to +2.0 pt)", SOURCE, a_parts),
+            [acc.better(b, "max", f"{b} is more accurate than max") for b in blur],
+        ),
     ]
     if 2 in sizes and 5 in sizes:
         checks.append(
-            _consistent("blur-5", "blur-2", cons, acc, floor, "A larger filter is more consistent (Bin-5 vs Rect-2)")
+            _consistent(cons, acc, "blur-5", "blur-2", "A larger filter is more consistent (Bin-5 vs Rect-2)")
         )
-    est = paper_estimate(
-        ips,
-        PAPER_EPOCHS,
-        PAPER_N_TRAIN,
-        max(3, t.seeds),
-        f"paper budget: He et al. 2016 CIFAR recipe, {PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images per run",
-    )
-    notes = [recipe_text(t.recipe, t.dataset)]
-    notes += run_notes(summ, floor)
-    notes.append(
-        "The CIFAR shift test (up to 4 px on 32 px images, reflect fill) differs from Zhang's ImageNet test (two "
-        "224 crops of a 256 image, offsets 0-31): compare directions, not values."
-    )
+    return checks
+
+
+def summarise(t: Training, model: str, sizes: list[int], budget: str, margin: float) -> Reproduction:
+    basis = f"paper budget: He et al. 2016 CIFAR recipe, {PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images per run"
+    est = t.estimate(PAPER_EPOCHS, PAPER_N_TRAIN, basis)
+    notes = t.notes()
+    notes.append(SHIFT_NOTE)
     if model.startswith("resnet"):
         notes.append(LAYOUT_NOTE)
-    return Reproduction(
-        NAME,
-        TITLE,
-        {
-            "name": budget,
-            "description": f"{budget}: {model}, max vs blur sizes {', '.join(map(str, sizes))}, {t.seeds} seeds; "
-            + recipe_text(t.recipe, t.dataset),
-            "model": model,
-            "sizes": sizes,
-            "seeds": t.seeds,
-            "recipe": t.recipe.to_dict(),
-            "dataset": dataset_label(t.dataset),
-        },
-        t.hardware,
-        [table],
-        checks,
-        {"wall_s": round(t.wall_s, 1), "paper_estimate": est, "paper_estimate_text": fmt_duration(est.get("seconds"))},
-        notes,
-        t.study_dir,
-        {},
-    )
+    found = Found([_table(t, model, sizes)], _checks(t, sizes, margin), notes, est)
+    found.timing = {"paper_estimate_text": fmt_duration(est.get("seconds"))}
+    what = f"{model}, max vs blur sizes {', '.join(map(str, sizes))}"
+    return t.result(NAME, TITLE, t.budget(budget, what, model=model, sizes=sizes), found)
 
 
 __all__ = ["BUDGETS", "NAME", "TITLE", "run", "summarise", "variant_list"]

@@ -1,7 +1,8 @@
-"""What every reproduction shares: budgets, the hardware line, study runs, claim checks, tables, rendering.
+"""What every reproduction shares: budgets, the hardware line, study summaries, claim checks, tables, rendering.
 
-Training goes through the study engine (:func:`poolstride.study.compare`), statistics through the report's
-(:mod:`poolstride.results.stats`): this module adds no training loop and no CI formula of its own.
+Training goes through the study engine (:mod:`poolstride.reproduce.training` calls :func:`poolstride.study.compare`),
+statistics through :mod:`poolstride.results.stats`, numbers through :mod:`poolstride.results.format`: this module
+adds no training loop, no CI formula and no number format of its own.
 
 A claim check compares two variants seed by seed (a paired difference, :func:`poolstride.results.stats.paired`,
 95 % t interval) and answers honestly:
@@ -27,15 +28,27 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, PoolstrideError
+import torch
+from scipy import stats as st
 
-HOLDS, FAILS, UNSURE, SKIPPED = "holds", "does not hold", "cannot tell", "not tested"
+from ..errors import PoolstrideError
+from ..results import stats
+from ..results.format import fmt_duration, fmt_mean_ci
+from ..results.stats import ClaimVerdict
+
+HOLDS, FAILS, UNSURE, SKIPPED = (
+    ClaimVerdict.HOLDS,
+    ClaimVerdict.FAILS,
+    ClaimVerdict.CANNOT_TELL,
+    ClaimVerdict.NOT_TESTED,
+)
 BUDGETS = ("quick", "paper")
+ALPHA = stats.ALPHA
 
 Callback = Callable[..., None]
+Seeds = dict[int, float]  # a metric of one variant by seed
 
 
 class ReproduceError(PoolstrideError):
@@ -54,7 +67,7 @@ class Check:
     verdict: str  # holds | does not hold | cannot tell | not tested
     detail: str = ""
     parts: list[Check] = field(default_factory=list)
-    # a statistical check: the p-value of its verdict's side (see _side_p), and after combine() its Holm-adjusted p
+    # a statistical check: the p-value of its verdict's side (see _Diff.p), and after combine() its Holm-adjusted p
     p: float | None = None
     p_holm: float | None = None
 
@@ -80,9 +93,6 @@ class Table:
     rows: list[list[Any]]
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class Reproduction:
@@ -107,7 +117,7 @@ class Reproduction:
             "budget": self.budget,
             "hardware": self.hardware,
             "timing": self.timing,
-            "tables": [t.to_dict() for t in self.tables],
+            "tables": [asdict(t) for t in self.tables],
             "checks": [c.to_dict() for c in self.checks],
             "notes": list(self.notes),
             "study_dir": self.study_dir,
@@ -128,14 +138,12 @@ def _cpu_model() -> str:
                 if line.lower().startswith("model name"):
                     return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        pass  # no /proc (macOS, Windows): the platform's own name below
     return platform.processor() or platform.machine()
 
 
 def hardware(device: str = "cpu") -> dict[str, Any]:
     """What the run ran on: device, CPU model and cores, torch threads and version, load at the start."""
-    import torch
-
     dev = str(device)
     info: dict[str, Any] = {
         "device": dev,
@@ -166,18 +174,6 @@ def hardware_line(hw: dict[str, Any]) -> str:
     return s
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def paper_estimate(
     images_per_s: dict[str, float | None], epochs: float, n_train: int, seeds: int, basis: str
 ) -> dict[str, Any]:
@@ -197,30 +193,14 @@ def paper_estimate(
     return {"seconds": total, "text": text, "basis": basis, "images_per_s": known}
 
 
-# ---- data and studies --------------------------------------------------------------------------------------------
+def scale_estimate(est: dict[str, Any], factor: float, why: str) -> None:
+    """Scale a :func:`paper_estimate` to the runs not measured here (in place): ``about T (why): ...``."""
+    if est.get("seconds"):
+        est["seconds"] *= factor
+        est["text"] = f"about {fmt_duration(est['seconds'])} {why}: {est['text']}"
 
-EXPECTED_LAYOUT = (
-    "DIR/cifar-10-batches-py/ (the torchvision pickles) or DIR/train_*.npz + DIR/test.npz (arrays x, y; "
-    "e.g. shared/data/cifar10)"
-)
 
-
-def load_data(dataset: Any, data_dir: str | None, protocol: str) -> Any:
-    """Load the dataset once. Missing CIFAR-10 becomes one DataError line naming --data-dir and the layout."""
-    from ..train.data import load_dataset
-
-    if not isinstance(dataset, str):
-        return load_dataset(dataset)
-    try:
-        return load_dataset(dataset, data_dir)
-    except DataError as e:
-        if dataset.lower().replace("-", "") in ("cifar10", "cifar"):
-            where = data_dir or "the default data directory"
-            raise DataError(
-                f"{protocol} needs CIFAR-10, not found in {where}: pass --data-dir DIR with {EXPECTED_LAYOUT} "
-                f"(or --dataset textures for a smoke run); loader: {str(e).split(';')[0]}"
-            ) from None
-        raise
+# ---- data and study summaries ------------------------------------------------------------------------------------
 
 
 def dataset_label(ds: Any) -> str:
@@ -228,41 +208,9 @@ def dataset_label(ds: Any) -> str:
     return f"{name} ({len(ds.x_train)} train / {len(ds.x_test)} test, {tuple(ds.x_train.shape[1:])})"
 
 
-def run_study(
-    *,
-    model: str,
-    variants: Sequence[str],
-    seeds: int,
-    dataset: Any,
-    recipe: Any,
-    out: Path,
-    device: str,
-    threads: int | None,
-    callback: Callback | None,
-    report: bool,
-    model_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One study through the study engine; resumes when ``out`` already holds the same study."""
-    from ..study import compare
-
-    return compare(
-        model=model,
-        variants=list(variants),
-        seeds=seeds,
-        dataset=dataset,
-        recipe=recipe,
-        device=device,
-        out=out,
-        callback=callback,
-        report=report,
-        threads=threads,
-        model_options=model_options,
-    )
-
-
-def per_seed(summary: dict[str, Any], metric: str = "acc") -> dict[str, dict[int, float]]:
+def per_seed(summary: dict[str, Any], metric: str = "acc") -> dict[str, Seeds]:
     """``{variant: {seed: value}}`` for the finished runs of a study summary."""
-    out: dict[str, dict[int, float]] = {v["name"]: {} for v in summary.get("variants", [])}
+    out: dict[str, Seeds] = {v["name"]: {} for v in summary.get("variants", [])}
     for r in summary.get("runs", []):
         if r.get("status") == "ok" and r.get(metric) is not None:
             out.setdefault(r["variant"], {})[int(r["seed"])] = float(r[metric])
@@ -274,116 +222,14 @@ def variant_mean(summary: dict[str, Any], key: str) -> dict[str, float | None]:
     return {v["name"]: v.get(key) for v in summary.get("variants", [])}
 
 
-def describe(values: dict[int, float] | Iterable[float]) -> dict[str, Any]:
+def describe(values: Seeds | Iterable[float]) -> dict[str, Any]:
     """Mean, std and 95 % t interval over seeds (results.stats.summarize)."""
-    from ..results import stats
-
     vals = list(values.values()) if isinstance(values, dict) else list(values)
     return stats.summarize(vals)
 
 
-def fmt_mean_ci(d: dict[str, Any], digits: int = 2, bounds: tuple[float, float | None] = (0.0, 100.0)) -> str:
-    """``mean [lo, hi] (n=k)``; the t-interval is clipped to the range the quantity can take (``bounds``: a
-    percentage by default; ``(0, None)`` for ratios), so 3 seeds with one outlier never print 119 %."""
-    if d.get("mean") is None:
-        return "n/a"
-    s = f"{d['mean']:.{digits}f}"
-    if d.get("ci"):
-        lo, hi = d["ci"]
-        lo = max(lo, bounds[0])
-        hi = hi if bounds[1] is None else min(hi, bounds[1])
-        s += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return s + f" (n={d['n']})"
-
-
-def error_of(acc: dict[int, float]) -> dict[int, float]:
+def error_of(acc: Seeds) -> Seeds:
     return {s: 100.0 - a for s, a in acc.items()}
-
-
-RECIPE_OVERRIDES = ("epochs", "train_subset", "test_subset", "batch_size", "lr", "shift_images")
-COMMON = ("seeds", "dataset", "data_dir", "out", "device", "threads", "report", "callback")
-
-
-@dataclass
-class Training:
-    """A training protocol's study after it ran: the summary, the dataset, the recipe, hardware and time."""
-
-    summary: dict[str, Any]
-    dataset: Any
-    recipe: Any
-    seeds: int
-    hardware: dict[str, Any]
-    wall_s: float
-    study_dir: str
-
-
-def default_out(protocol: str, budget: str, defn: dict[str, Any]) -> Path:
-    import hashlib
-    import json
-
-    h = hashlib.sha1(json.dumps(defn, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return Path("runs") / "reproduce" / f"{protocol}-{budget}-{h}"
-
-
-def train(
-    protocol: str,
-    budget: str,
-    *,
-    model: str,
-    variants: Sequence[str],
-    recipe: Any,
-    seeds: int,
-    dataset: Any = "cifar10",
-    data_dir: str | None = None,
-    out: str | Path | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    report: bool = False,
-    callback: Callback | None = None,
-    model_options: dict[str, Any] | None = None,
-) -> Training:
-    """Load the data (one clear error when CIFAR-10 is missing), run the study, time it."""
-    import torch
-
-    from ..train import resolve_device
-
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    if seeds < 1:
-        raise ReproduceError(f"--seeds {seeds}: need at least 1 (3 or more for confidence intervals)")
-    ds = load_data(dataset if dataset is not None else "cifar10", data_dir, protocol)
-    dev = resolve_device(device)
-    hw = hardware(str(dev))
-    defn = {"variants": list(variants), "recipe": recipe.to_dict(), "seeds": seeds, "data": dataset_label(ds)}
-    out_dir = Path(out) if out is not None else default_out(protocol, budget, defn)
-    timer = Timer()
-    summary = run_study(
-        model=model,
-        variants=variants,
-        seeds=seeds,
-        dataset=ds,
-        recipe=recipe,
-        out=out_dir,
-        device=str(dev),
-        threads=threads,
-        callback=callback,
-        report=report,
-        model_options=model_options,
-    )
-    return Training(summary, ds, recipe, seeds, hw, timer.seconds, str(summary.get("study_dir", out_dir)))
-
-
-def make_recipe(base: str | Any, budget_defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    """The protocol's recipe: ``base`` with the budget's fields, then the user's overrides (None = keep)."""
-    from ..train import get_recipe
-
-    fields = dict(budget_defaults)
-    user = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in user and fields.get("milestones") and fields.get("epochs"):
-        scale = user["epochs"] / fields["epochs"]  # keep the step schedule's shape when shortened
-        fields["milestones"] = tuple(max(1, round(m * scale)) for m in fields["milestones"])
-    fields.update(user)
-    return get_recipe(base, **fields)
 
 
 def chance_floor(ds: Any, slack: float = 1.0) -> float:
@@ -448,129 +294,152 @@ def failed_runs(summary: dict[str, Any]) -> list[str]:
 # ---- claim checks ------------------------------------------------------------------------------------------------
 
 
-def _diff(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
-    """Paired difference a - b over the common seeds (results.stats.paired(base=b, other=a))."""
-    from ..results import stats
+@dataclass(frozen=True)
+class _Diff:
+    """A paired difference ``a - b`` that can be read: mean, 95 % CI, paired seeds, standard error."""
 
-    return stats.paired(b, a)
+    label: str  # "a - b"
+    unit: str
+    mean: float
+    ci: list[float]
+    n: int
+    se: float
+
+    def detail(self, tail: str) -> str:
+        lo, hi = self.ci
+        return f"{self.label} = {self.mean:+.2f} {self.unit}, 95% CI [{lo:+.2f}, {hi:+.2f}], {tail}"
+
+    def p(self, threshold: float) -> float:
+        """Two-sided p of the paired t-test of ``mean == threshold``: the smallest alpha at which the
+        (1 - alpha) t interval lies entirely on ``mean``'s side of ``threshold`` (so p < 0.05 <=> the 95% CI is
+        on that side)."""
+        if self.se <= 0.0:
+            return 0.0 if self.mean != threshold else 1.0
+        return float(min(1.0, 2.0 * st.t.sf(abs(self.mean - threshold) / self.se, self.n - 1)))
+
+    def higher(self, claim: str, source: str) -> Check:
+        """Holds when the CI lies above 0, does not hold when below, cannot tell when it spans 0."""
+        lo, hi = self.ci
+        return _verdict(claim, source, self.detail(f"n={self.n}"), self.p(0.0), lo > 0, hi < 0, " (CI spans 0)")
+
+    def within(self, margin: float, claim: str, source: str) -> Check:
+        """Holds when the CI lies inside +-``margin``, does not hold when entirely outside it. The p is that of the
+        verdict's side: both bounds inside (two one-sided tests), or the interval beyond the nearer bound."""
+        nearer = margin if self.mean > 0 else -margin
+        p = max(self.p(-margin), self.p(margin)) if abs(self.mean) < margin else self.p(nearer)
+        lo, hi = self.ci
+        inside, outside = -margin <= lo and hi <= margin, lo > margin or hi < -margin
+        detail = self.detail(f"margin +-{margin:g}")
+        return _verdict(claim, source, detail, p, inside, outside, " (CI not inside the margin)")
+
+    def above(self, margin: float, claim: str, source: str) -> Check:
+        """Holds when the CI lies above ``-margin`` (non-inferiority), does not hold when entirely below it."""
+        lo, hi = self.ci
+        detail, why = self.detail(f"margin -{margin:g}"), " (CI reaches below -margin)"
+        return _verdict(claim, source, detail, self.p(-margin), lo > -margin, hi < -margin, why)
 
 
-def _at_floor(a: dict[int, float], b: dict[int, float], floor: float | None) -> bool:
+def _at_floor(a: Seeds, b: Seeds, floor: float | None) -> bool:
     """True when either side's mean is at or below ``floor`` (e.g. chance accuracy): no ordering to read."""
     if floor is None:
         return False
     return any(v and sum(v.values()) / len(v) <= floor for v in (a, b))
 
 
-ALPHA = 0.05
-
-
-def _paired(
-    a_name: str, a: dict[int, float], b_name: str, b: dict[int, float], claim: str, source: str, floor: float | None
-) -> tuple[Check | None, tuple[float, list[float], int, float]]:
-    """The paired difference ``a - b`` (mean, 95% CI, n, standard error), or a ``cannot tell`` check when it
-    cannot be read: a side at chance level, fewer than 2 paired seeds, or not testable (zero variance)."""
-    from ..results import stats
-
+def _read(
+    a_name: str, a: Seeds, b_name: str, b: Seeds, claim: str, source: str, unit: str, floor: float | None
+) -> Check | _Diff:
+    """The paired difference ``a - b`` (results.stats.paired(base=b, other=a)), or a ``cannot tell`` check when
+    it cannot be read: a side at chance level, fewer than 2 paired seeds, or not testable (zero variance)."""
     if _at_floor(a, b, floor):
-        msg = f"{a_name} or {b_name} is at chance level (<= {floor:g})"
-        return Check(claim, source, UNSURE, msg), (0.0, [], 0, 0.0)
-    d = _diff(a, b)
+        return Check(claim, source, UNSURE, f"{a_name} or {b_name} is at chance level (<= {floor:g})")
+    d = stats.paired(b, a)
     mean, ci, n = d.get("diff_mean"), d.get("ci"), d.get("n", 0)
     if mean is None or n < 2 or not ci:
-        msg = f"{a_name} - {b_name}: needs 2 paired seeds (have {n})"
-        return Check(claim, source, UNSURE, msg), (0.0, [], n, 0.0)
+        return Check(claim, source, UNSURE, f"{a_name} - {b_name}: needs 2 paired seeds (have {n})")
     why = stats.not_testable_reason(d)
     if why is not None:
         msg = f"{a_name} - {b_name} = {float(mean):+.2f} on each of {n} seeds; not testable: {why}"
-        return Check(claim, source, UNSURE, msg), (0.0, [], n, 0.0)
+        return Check(claim, source, UNSURE, msg)
     se = float(d["diff_std"]) / math.sqrt(n)
-    return None, (float(mean), list(ci), int(n), se)
+    return _Diff(f"{a_name} - {b_name}", unit, float(mean), list(ci), int(n), se)
 
 
-def _side_p(mean: float, se: float, n: int, threshold: float) -> float:
-    """Two-sided p of the paired t-test of ``mean == threshold``: the smallest alpha at which the (1 - alpha)
-    t interval lies entirely on ``mean``'s side of ``threshold`` (so p < 0.05 <=> the 95% CI is on that side)."""
-    from scipy import stats as st
+def _verdict(claim: str, source: str, detail: str, p: float, holds: bool, fails: bool, unsure: str) -> Check:
+    """``holds``, else ``does not hold``, else ``cannot tell`` with the reason ``unsure`` added to the detail."""
+    if holds:
+        return Check(claim, source, HOLDS, detail, p=p)
+    if fails:
+        return Check(claim, source, FAILS, detail, p=p)
+    return Check(claim, source, UNSURE, detail + unsure, p=p)
 
-    if se <= 0.0:
-        return 0.0 if mean != threshold else 1.0
-    return float(min(1.0, 2.0 * st.t.sf(abs(mean - threshold) / se, n - 1)))
 
-
-def better(
-    a_name: str,
-    a: dict[int, float],
-    b_name: str,
-    b: dict[int, float],
-    claim: str,
-    source: str,
-    unit: str = "pt",
-    floor: float | None = None,
-) -> Check:
+def better(a_name: str, a: Seeds, b_name: str, b: Seeds, claim: str, source: str, unit: str = "pt",
+           floor: float | None = None) -> Check:  # fmt: skip
     """Claim: ``a`` is higher than ``b`` (e.g. accuracy). ``floor``: a mean at or below it (chance level)
     makes the check ``cannot tell``."""
-    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
-    if unsure is not None:
-        return unsure
-    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], n={n}"
-    p = _side_p(mean, se, n, 0.0)
-    if ci[0] > 0:
-        return Check(claim, source, HOLDS, detail, p=p)
-    if ci[1] < 0:
-        return Check(claim, source, FAILS, detail, p=p)
-    return Check(claim, source, UNSURE, detail + " (CI spans 0)", p=p)
+    d = _read(a_name, a, b_name, b, claim, source, unit, floor)
+    return d if isinstance(d, Check) else d.higher(claim, source)
 
 
-def about_equal(
-    a_name: str,
-    a: dict[int, float],
-    b_name: str,
-    b: dict[int, float],
-    margin: float,
-    claim: str,
-    source: str,
-    unit: str = "pt",
-    floor: float | None = None,
-) -> Check:
+def about_equal(a_name: str, a: Seeds, b_name: str, b: Seeds, margin: float, claim: str, source: str,
+                unit: str = "pt", floor: float | None = None) -> Check:  # fmt: skip
     """Claim: ``a`` and ``b`` differ by less than ``margin`` (an equivalence check on the paired CI)."""
-    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
-    if unsure is not None:
-        return unsure
-    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin +-{margin:g}"
-    if abs(mean) < margin:  # the side of "holds": both bounds inside (two one-sided tests)
-        p = max(_side_p(mean, se, n, -margin), _side_p(mean, se, n, margin))
-    else:  # the side of "does not hold": the interval beyond the nearer bound
-        p = _side_p(mean, se, n, margin if mean > 0 else -margin)
-    if -margin <= ci[0] and ci[1] <= margin:
-        return Check(claim, source, HOLDS, detail, p=p)
-    if ci[0] > margin or ci[1] < -margin:
-        return Check(claim, source, FAILS, detail, p=p)
-    return Check(claim, source, UNSURE, detail + " (CI not inside the margin)", p=p)
+    d = _read(a_name, a, b_name, b, claim, source, unit, floor)
+    return d if isinstance(d, Check) else d.within(margin, claim, source)
 
 
-def not_worse(
-    a_name: str,
-    a: dict[int, float],
-    b_name: str,
-    b: dict[int, float],
-    margin: float,
-    claim: str,
-    source: str,
-    unit: str = "pt",
-    floor: float | None = None,
-) -> Check:
+def not_worse(a_name: str, a: Seeds, b_name: str, b: Seeds, margin: float, claim: str, source: str,
+              unit: str = "pt", floor: float | None = None) -> Check:  # fmt: skip
     """Claim: ``a`` is not worse than ``b`` by more than ``margin`` (non-inferiority on the paired CI)."""
-    unsure, (mean, ci, n, se) = _paired(a_name, a, b_name, b, claim, source, floor)
-    if unsure is not None:
-        return unsure
-    detail = f"{a_name} - {b_name} = {mean:+.2f} {unit}, 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], margin -{margin:g}"
-    p = _side_p(mean, se, n, -margin)
-    if ci[0] > -margin:
-        return Check(claim, source, HOLDS, detail, p=p)
-    if ci[1] < -margin:
-        return Check(claim, source, FAILS, detail, p=p)
-    return Check(claim, source, UNSURE, detail + " (CI reaches below -margin)", p=p)
+    d = _read(a_name, a, b_name, b, claim, source, unit, floor)
+    return d if isinstance(d, Check) else d.above(margin, claim, source)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Claim checks on one metric of a study: per-seed values by variant, one source, one chance floor, one unit
+    (a variant that did not run has no seeds)."""
+
+    values: dict[str, Seeds]
+    source: str
+    floor: float | None = None
+    unit: str = "pt"
+
+    def of(self, variant: str) -> Seeds:
+        return self.values.get(variant, {})
+
+    def better(self, a: str, b: str, claim: str) -> Check:
+        return better(a, self.of(a), b, self.of(b), claim, self.source, self.unit, self.floor)
+
+    def about_equal(self, a: str, b: str, margin: float, claim: str) -> Check:
+        return about_equal(a, self.of(a), b, self.of(b), margin, claim, self.source, self.unit, self.floor)
+
+    def not_worse(self, a: str, b: str, margin: float, claim: str) -> Check:
+        return not_worse(a, self.of(a), b, self.of(b), margin, claim, self.source, self.unit, self.floor)
+
+
+def _holm(parts: list[Check]) -> tuple[list[Check], str]:
+    """The parts with their Holm-adjusted p across the claim's statistical comparisons (a part that is no longer
+    significant becomes ``cannot tell``), and the note for the claim's detail."""
+    tested = [i for i, p in enumerate(parts) if p.p is not None]
+    m = len(tested)
+    if m <= 1:
+        return parts, ""
+    adj = stats.holm([parts[i].p for i in tested])
+    parts = list(parts)
+    lost = 0
+    for i, ph in zip(tested, adj, strict=True):
+        part = parts[i]
+        assert ph is not None
+        if part.verdict in (HOLDS, FAILS) and ph >= ALPHA:
+            lost += 1
+            would = "hold" if part.verdict == HOLDS else "not hold"
+            detail = f"{part.detail} (would {would} alone; Holm-adjusted p = {ph:.3g} across {m} comparisons)"
+            parts[i] = replace(part, verdict=UNSURE, detail=detail, p_holm=ph)
+        else:
+            parts[i] = replace(part, p_holm=ph)
+    return parts, f"; Holm-corrected across {m} comparisons" + (f" ({lost} no longer conclusive)" if lost else "")
 
 
 def combine(claim: str, source: str, parts: list[Check]) -> Check:
@@ -581,32 +450,9 @@ def combine(claim: str, source: str, parts: list[Check]) -> Check:
     whose Holm-adjusted p is 0.05 or more becomes ``cannot tell``, with the adjusted p in its detail. (For a
     claim that needs every part to hold this is conservative; it is what keeps "does not hold" from being one
     chance failure among many.)"""
-    from ..results import stats
-
     if not parts:
         return Check(claim, source, SKIPPED, "nothing to compare")
-    tested = [i for i, p in enumerate(parts) if p.p is not None]
-    m = len(tested)
-    note = ""
-    if m > 1:
-        adj = stats.holm([parts[i].p for i in tested])
-        parts = list(parts)
-        lost = 0
-        for i, ph in zip(tested, adj, strict=True):
-            part = parts[i]
-            assert ph is not None
-            if part.verdict in (HOLDS, FAILS) and ph >= ALPHA:
-                lost += 1
-                parts[i] = replace(
-                    part,
-                    verdict=UNSURE,
-                    detail=f"{part.detail} (would {'hold' if part.verdict == HOLDS else 'not hold'} alone; "
-                    f"Holm-adjusted p = {ph:.3g} across {m} comparisons)",
-                    p_holm=ph,
-                )
-            else:
-                parts[i] = replace(part, p_holm=ph)
-        note = f"; Holm-corrected across {m} comparisons" + (f" ({lost} no longer conclusive)" if lost else "")
+    parts, note = _holm(parts)
     verdicts = [p.verdict for p in parts]
     if any(v == FAILS for v in verdicts):
         v = FAILS
@@ -665,7 +511,8 @@ class Timer:
 # ---- rendering -----------------------------------------------------------------------------------------------------
 
 
-def _cell(v: Any) -> str:
+def cell(v: Any) -> str:
+    """A table cell as text: ``-`` for a missing value, 4 significant digits, thousands separators from 1e4."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -678,7 +525,7 @@ def _cell(v: Any) -> str:
 def table_markdown(t: Table) -> str:
     lines = [f"**{t.title}**", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     for r in t.rows:
-        lines.append("| " + " | ".join(_cell(c).replace("|", "/") for c in r) + " |")
+        lines.append("| " + " | ".join(cell(c).replace("|", "/") for c in r) + " |")
     if t.note:
         lines += ["", t.note]
     return "\n".join(lines)
@@ -720,16 +567,16 @@ __all__ = [
     "SKIPPED",
     "UNSURE",
     "Check",
+    "Claims",
     "ReproduceError",
     "Reproduction",
     "Table",
-    "RECIPE_OVERRIDES",
-    "Training",
     "about_equal",
     "at_chance",
     "better",
-    "check_budget",
+    "cell",
     "chance_floor",
+    "check_budget",
     "combine",
     "describe",
     "error_of",
@@ -738,17 +585,14 @@ __all__ = [
     "fmt_mean_ci",
     "hardware",
     "hardware_line",
-    "load_data",
-    "make_recipe",
-    "recipe_text",
-    "train",
     "not_worse",
     "paper_estimate",
     "per_seed",
     "pop_options",
+    "recipe_text",
     "render_markdown",
     "run_notes",
-    "run_study",
+    "scale_estimate",
     "split_csv",
     "variant_mean",
 ]

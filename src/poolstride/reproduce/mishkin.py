@@ -20,33 +20,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import models
 from . import papers
 from .allcnn import BUDGETS as ALLCNN_BUDGETS
 from .allcnn import DEAD_NOTE, PAPER_EPOCHS, PAPER_N_TRAIN
 from .common import (
-    COMMON,
-    RECIPE_OVERRIDES,
     Check,
+    Claims,
     Reproduction,
     Table,
-    about_equal,
     at_chance,
-    better,
-    chance_floor,
-    check_budget,
-    dataset_label,
     describe,
     fmt_mean_ci,
-    make_recipe,
-    not_worse,
-    paper_estimate,
-    per_seed,
-    pop_options,
-    recipe_text,
-    run_notes,
-    train,
-    variant_mean,
 )
+from .training import Found, Request, Training
 
 NAME = "mishkin-pooling"
 TITLE = "Pooling types (Mishkin et al. 2017 CaffeNet benchmark) at CIFAR scale"
@@ -56,125 +43,76 @@ OPTIONS = {"model": "allcnn-c", "margin": 1.0}
 
 
 def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
-    budget = check_budget(budget)
-    b = ALLCNN_BUDGETS[budget]
-    common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
-    overrides = {k: kwargs.pop(k) for k in RECIPE_OVERRIDES if k in kwargs}
-    opts = pop_options(NAME, kwargs, OPTIONS)
-    model = str(opts["model"]).strip().lower()
-    from .. import models
-
+    req = Request.parse(NAME, budget, ALLCNN_BUDGETS, OPTIONS, kwargs)
+    model = str(req.options["model"]).strip().lower()
     models.get_entry(model)
     variants = [f"{n}={s}" for n, s in ARMS.items()]
     if model.startswith("allcnn-"):
         variants.append(f"strided={model}:strided")
     elif model.startswith("resnet"):
         variants.append("strided=default")  # a ResNet's own sites are strided 3x3 convs
-    fields = dict(b["recipe"])
+    fields = dict(req.spec["recipe"])
     model_options = None
     if model.startswith("allcnn-"):
-        model_options = b.get("model_options")  # quick: BN, no dropout, as in the allcnn protocol
+        model_options = req.spec.get("model_options")  # quick: BN, no dropout, as in the allcnn protocol
     else:
         fields.pop("lr", None)  # the All-CNN quick lr is tuned for All-CNN; ResNets keep the recipe's
-    recipe = make_recipe(b["base"], fields, overrides)
-    seeds = int(common.pop("seeds", None) or b["seeds"])
-    t = train(NAME, budget, model=model, variants=variants, recipe=recipe, seeds=seeds, model_options=model_options,
-              **common)  # fmt: skip
-    return summarise(t, model, budget, float(opts["margin"]), model_options)
+    t = req.train(model, variants, req.recipe(fields), model_options)
+    return summarise(t, model, req.budget, float(req.options["margin"]), model_options)
 
 
-def summarise(
-    t: Any, model: str, budget: str, margin: float, model_options: dict[str, Any] | None = None
-) -> Reproduction:
-    summ = t.summary
-    acc = per_seed(summ, "acc")
-    ips = variant_mean(summ, "images_per_s_mean")
-    params = variant_mean(summ, "params")
-    floor = chance_floor(t.dataset)
-    names = [*ARMS, "strided"] if "strided" in acc else list(ARMS)
+TABLE_NOTE = "paper: Mishkin et al. 2017 [P]; ours: CIFAR-scale, same recipe for every arm. Only directions compare."
+COLUMNS = [
+    "arm",
+    "operator",
+    "paper top-1 (CaffeNet, ImageNet-128)",
+    "our acc [95% CI] (n)",
+    "params",
+    "train images/s",
+]
+
+
+def _table(t: Training, model: str, names: list[str]) -> Table:
+    acc, params = t.per_seed("acc"), t.means("params")
+    strided = f"{model}:strided" if model.startswith("allcnn-") else f"{model} (strided 3x3 convs)"
     rows = []
     for n in names:
         p = papers.PAPERS.get(f"mishkin/{n}/acc")
-        rows.append(
-            [
-                n,
-                ARMS.get(n, f"{model}:strided" if model.startswith("allcnn-") else f"{model} (strided 3x3 convs)"),
-                p.value if p else None,
-                fmt_mean_ci(describe(acc.get(n, {}))),
-                params.get(n),
-                None if not ips.get(n) else round(float(ips[n] or 0), 1),
-            ]
-        )
-    table = Table(
-        f"{model}: test accuracy (%) by pooling type",
-        ["arm", "operator", "paper top-1 (CaffeNet, ImageNet-128)", "our acc [95% CI] (n)", "params", "train images/s"],
-        rows,
-        "paper: Mishkin et al. 2017 [P]; ours: CIFAR-scale, same recipe for every arm. Only directions compare.",
-    )
-    a = acc.get
-    checks: list[Check] = [
-        better("max", a("max", {}), "avg", a("avg", {}), "max pooling beats average pooling", SOURCE, floor=floor),
-        better(
-            "max", a("max", {}), "stochastic", a("stochastic", {}), "max beats stochastic pooling", SOURCE, floor=floor
-        ),
-        not_worse(
-            "max+avg",
-            a("max+avg", {}),
-            "max",
-            a("max", {}),
-            margin,
-            f"max + avg is not worse than max (margin {margin:g} pt)",
-            SOURCE,
-            floor=floor,
-        ),
+        ours = fmt_mean_ci(describe(acc.get(n, {})))
+        rows.append([n, ARMS.get(n, strided), p.value if p else None, ours, params.get(n), t.speed(n)])
+    return Table(f"{model}: test accuracy (%) by pooling type", COLUMNS, rows, TABLE_NOTE)
+
+
+def _checks(acc: Claims, margin: float) -> list[Check]:
+    checks = [
+        acc.better("max", "avg", "max pooling beats average pooling"),
+        acc.better("max", "stochastic", "max beats stochastic pooling"),
+        acc.not_worse("max+avg", "max", margin, f"max + avg is not worse than max (margin {margin:g} pt)"),
     ]
-    if "strided" in acc:
+    if "strided" in acc.values:
         checks.append(
-            about_equal(
-                "strided",
-                a("strided", {}),
-                "max",
-                a("max", {}),
-                margin,
-                f"strided convs ~ max pooling (within +-{margin:g} pt)",
-                SOURCE,
-                floor=floor,
-            )
+            acc.about_equal("strided", "max", margin, f"strided convs ~ max pooling (within +-{margin:g} pt)")
         )
-    est = paper_estimate(
-        ips,
-        PAPER_EPOCHS,
-        PAPER_N_TRAIN,
-        max(3, t.seeds),
-        f"paper budget: the All-CNN paper recipe ({PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images) per run",
-    )
-    notes = [recipe_text(t.recipe, t.dataset)]
+    return checks
+
+
+def summarise(
+    t: Training, model: str, budget: str, margin: float, model_options: dict[str, Any] | None = None
+) -> Reproduction:
+    acc = Claims(t.per_seed("acc"), SOURCE, t.floor)
+    names = [*ARMS, "strided"] if "strided" in acc.values else list(ARMS)
+    basis = f"paper budget: the All-CNN paper recipe ({PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images) per run"
+    est = t.estimate(PAPER_EPOCHS, PAPER_N_TRAIN, basis)
+    before = []
     if model_options:
         opts = ", ".join(f"{k}={v}" for k, v in model_options.items())
-        notes.append(f"models: every arm built with {opts} (not the paper's nets; see the allcnn protocol)")
-    notes += run_notes(summ, floor)
-    if model.startswith("allcnn-") and at_chance(summ, floor):
+        before.append(f"models: every arm built with {opts} (not the paper's nets; see the allcnn protocol)")
+    notes = t.notes(*before)
+    if model.startswith("allcnn-") and at_chance(t.summary, t.floor):
         notes.append(DEAD_NOTE)
-    return Reproduction(
-        NAME,
-        TITLE,
-        {
-            "name": budget,
-            "description": f"{budget}: {model}, arms {', '.join(names)}, {t.seeds} seeds; "
-            + recipe_text(t.recipe, t.dataset),
-            "model": model,
-            "seeds": t.seeds,
-            "recipe": t.recipe.to_dict(),
-            "dataset": dataset_label(t.dataset),
-        },
-        t.hardware,
-        [table],
-        checks,
-        {"wall_s": round(t.wall_s, 1), "paper_estimate": est},
-        notes,
-        t.study_dir,
-        {},
-    )
+    found = Found([_table(t, model, names)], _checks(acc, margin), notes, est)
+    what = f"{model}, arms {', '.join(names)}"
+    return t.result(NAME, TITLE, t.budget(budget, what, model=model), found)
 
 
 __all__ = ["ARMS", "NAME", "TITLE", "run", "summarise"]

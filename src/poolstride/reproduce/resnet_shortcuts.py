@@ -29,34 +29,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
+from .. import models
+from ..analysis import gradflow
 from . import papers
 from .common import (
-    COMMON,
-    RECIPE_OVERRIDES,
     SKIPPED,
     Check,
+    Claims,
     ReproduceError,
     Reproduction,
     Table,
     Timer,
-    better,
-    chance_floor,
-    check_budget,
     combine,
-    dataset_label,
     describe,
     error_of,
+    fact,
     fmt_mean_ci,
-    make_recipe,
-    paper_estimate,
-    per_seed,
-    pop_options,
-    recipe_text,
-    run_notes,
+    scale_estimate,
     split_csv,
-    train,
-    variant_mean,
 )
+from .training import Found, Request, Training
 
 NAME = "resnet-shortcuts"
 TITLE = "CIFAR ResNet shortcuts A / B / D / FishNet-style: accuracy and gradient flow"
@@ -128,11 +122,6 @@ def _depths(text: str) -> list[int]:
 def gradflow_at_init(ds: Any, depth: int, shortcut: str, seed: int, batch: int = 64) -> dict[str, float]:
     """First/last weight-gradient ratio and activation-gradient ratio of a freshly initialised model on one
     batch of (normalised) training images, via ``poolstride.analysis.gradflow``."""
-    import torch
-
-    from .. import models
-    from ..analysis import gradflow
-
     torch.manual_seed(seed)
     model = models.build(vname(depth, shortcut), num_classes=len(ds.classes), in_channels=int(ds.x_train.shape[1]))
     g = torch.Generator().manual_seed(1000 + seed)
@@ -152,48 +141,80 @@ def _trained_ratio(run: dict[str, Any]) -> float | None:
     return float(norms[0]) / float(norms[-1])
 
 
+GradFlow = dict[str, dict[int, dict[str, float]]]  # variant -> seed -> {"ratio", "activation_ratio"}
+
+
 def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     """Run the shortcut protocol; see the module doc for budgets and options."""
-    budget = check_budget(budget)
+    req = Request.parse(NAME, budget, BUDGETS, OPTIONS, kwargs)
     timer = Timer()
-    b = BUDGETS[budget]
-    common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
-    overrides = {k: kwargs.pop(k) for k in RECIPE_OVERRIDES if k in kwargs}
-    opts = pop_options(NAME, kwargs, OPTIONS)
-    depths = _depths(opts["depths"] or b["depths"])
+    opts = req.options
+    depths = _depths(opts["depths"] or req.spec["depths"])
     shortcuts = [_norm_shortcut(s) for s in split_csv(opts["shortcuts"])]
     if not shortcuts:
         raise ReproduceError("resnet-shortcuts: --shortcuts is empty")
-    recipe = make_recipe(b["base"], b["recipe"], overrides)
-    seeds = int(common.pop("seeds", None) or b["seeds"])
     variants = [vname(d, s) for d in depths for s in shortcuts]
-    t = train(NAME, budget, model=f"resnet{depths[0]}", variants=variants, recipe=recipe, seeds=seeds, **common)
-    cb = common.get("callback") or (lambda event, **kw: None)
-    gf: dict[str, dict[int, dict[str, float]]] = {}
+    t = req.train(f"resnet{depths[0]}", variants, req.recipe())
+    cb = req.study.callback or (lambda event, **kw: None)
+    gf: GradFlow = {}
     gdepths = sorted(set(_depths(opts["gradflow_depths"])) | set(depths)) if opts["gradflow"] else []
     for d in gdepths:
         for s in shortcuts:
-            for seed in range(seeds):
+            for seed in range(req.seeds):
                 cb("gradflow", depth=d, shortcut=s, seed=seed)
                 gf.setdefault(vname(d, s), {})[seed] = gradflow_at_init(t.dataset, d, s, seed)
     t.wall_s = timer.seconds
     return summarise(t, depths, shortcuts, gf, budget)
 
 
-def summarise(
-    t: Any, depths: list[int], shortcuts: list[str], gf: dict[str, dict[int, dict[str, float]]], budget: str
-) -> Reproduction:
-    summ = t.summary
-    acc = per_seed(summ, "acc")
-    shift = per_seed(summ, "shift_consistency")
-    params = variant_mean(summ, "params")
-    ips = variant_mean(summ, "images_per_s_mean")
+ACC_COLUMNS = [
+    "net",
+    "shortcut",
+    "paper error",
+    "our error mean [95% CI] (n)",
+    "params",
+    "shift-consistency %",
+    "trained grad first/last",
+    "train images/s",
+]
+ACC_NOTE = (
+    "paper: He et al. 2016 Table 6 (option A only) [P]. 'trained grad first/last': weight-gradient norm of the "
+    "first conv / the classifier at the last training step."
+)
+GRADFLOW_TITLE = "Gradient flow at initialisation (one batch of 64 training images per seed)"
+GRADFLOW_COLUMNS = ["net", "shortcut", "weight-grad first conv / classifier", "activation-grad first / last layer"]
+GRADFLOW_NOTE = (
+    "poolstride.analysis.gradflow in train mode with the true labels; a larger "
+    "ratio = more gradient reaches the first layer."
+)
+# the paired accuracy claims: (a, b, part, source, claim) - "a beats b" at every depth run
+PAIRS = (
+    ("B", "A", "B beats A", SRC_HE3, "Projection shortcuts (B) are better than zero-padded identity (A)"),
+    ("D", "B", "D beats B", SRC_BOT, "ResNet-D's avg-pool shortcut is better than the strided 1x1 (B)"),
+    (
+        "fish",
+        "B",
+        "fish beats B on accuracy",
+        SRC_FISH,
+        "FishNet-style shortcut is better than B on accuracy (implied)",
+    ),
+)
+FISH_GRADFLOW = "A shortcut without an isolated conv (fish) passes more gradient to the first layer than B (at init)"
+HE_CIFAR_ERROR = "ResNet-20 (A) reaches 8.75% error (within 3 pt: the JPEG copy costs 2-3 pt)"
+
+
+def _ratio(values: dict[int, float]) -> str:
+    return fmt_mean_ci(describe(values), 3, (0.0, None))
+
+
+def _acc_table(t: Training, depths: list[int], shortcuts: list[str], acc: dict[str, dict[int, float]]) -> Table:
+    shift = t.per_seed("shift_consistency")
+    params = t.means("params")
     trained: dict[str, dict[int, float]] = {}
-    for r in summ.get("runs", []):
+    for r in t.summary.get("runs", []):
         tr = _trained_ratio(r) if r.get("status") == "ok" else None
         if tr is not None and tr > 0:
             trained.setdefault(r["variant"], {})[int(r["seed"])] = tr
-    floor = chance_floor(t.dataset)
     rows = []
     for d in depths:
         for s in shortcuts:
@@ -201,190 +222,81 @@ def summarise(
             paper = papers.PAPERS.get(f"resnet{d}/{s}/error")
             rows.append(
                 [
-                    f"ResNet-{d}",
-                    SHORTCUT_LABEL[s],
-                    paper.value if paper else None,
-                    fmt_mean_ci(describe(error_of(acc.get(v, {})))),
-                    params.get(v),
-                    fmt_mean_ci(describe(shift.get(v, {})), 1),
-                    fmt_mean_ci(describe(trained.get(v, {})), 3, (0.0, None)),
-                    None if not ips.get(v) else round(float(ips[v] or 0), 1),
+                    f"ResNet-{d}", SHORTCUT_LABEL[s], paper.value if paper else None,
+                    fmt_mean_ci(describe(error_of(acc.get(v, {})))), params.get(v),
+                    fmt_mean_ci(describe(shift.get(v, {})), 1), _ratio(trained.get(v, {})), t.speed(v),
                 ]
-            )
-    acc_table = Table(
-        "CIFAR-10 test error (%) by shortcut",
-        [
-            "net",
-            "shortcut",
-            "paper error",
-            "our error mean [95% CI] (n)",
-            "params",
-            "shift-consistency %",
-            "trained grad first/last",
-            "train images/s",
-        ],
-        rows,
-        "paper: He et al. 2016 Table 6 (option A only) [P]. 'trained grad first/last': weight-gradient norm of the "
-        "first conv / the classifier at the last training step.",
-    )
-    tables = [acc_table]
+            )  # fmt: skip
+    return Table("CIFAR-10 test error (%) by shortcut", ACC_COLUMNS, rows, ACC_NOTE)
+
+
+def _gradflow_table(gf: GradFlow) -> tuple[Table, dict[str, dict[int, float]]]:
+    """The table of gradient ratios at initialisation, and log10 of the weight-gradient ratio by variant and seed
+    (what the gradient-flow claim compares)."""
+    rows = []
     log_gf: dict[str, dict[int, float]] = {}
-    if gf:
-        grow = []
-        for v, per in gf.items():
-            r = {s: x["ratio"] for s, x in per.items() if x["ratio"] and math.isfinite(x["ratio"])}
-            a = {s: x["activation_ratio"] for s, x in per.items() if math.isfinite(x["activation_ratio"])}
-            log_gf[v] = {s: math.log10(x) for s, x in r.items() if x > 0}
-            dep, sc = v.split(":")
-            grow.append(
-                [
-                    dep.replace("resnet", "ResNet-"),
-                    SHORTCUT_LABEL[_norm_shortcut(sc)],
-                    fmt_mean_ci(describe(r), 3, (0.0, None)),
-                    fmt_mean_ci(describe(a), 3, (0.0, None)),
-                ]
+    for v, per in gf.items():
+        r = {s: x["ratio"] for s, x in per.items() if x["ratio"] and math.isfinite(x["ratio"])}
+        a = {s: x["activation_ratio"] for s, x in per.items() if math.isfinite(x["activation_ratio"])}
+        log_gf[v] = {s: math.log10(x) for s, x in r.items() if x > 0}
+        dep, sc = v.split(":")
+        rows.append([dep.replace("resnet", "ResNet-"), SHORTCUT_LABEL[_norm_shortcut(sc)], _ratio(r), _ratio(a)])
+    return Table(GRADFLOW_TITLE, GRADFLOW_COLUMNS, rows, GRADFLOW_NOTE), log_gf
+
+
+def _checks(
+    t: Training, depths: list[int], shortcuts: list[str], log_gf: dict[str, dict[int, float]], budget: str
+) -> list[Check]:
+    acc = t.per_seed("acc")
+    pairs = {}
+    for a, b, part, source, claim in PAIRS:
+        if a in shortcuts and b in shortcuts:
+            on = Claims(acc, source, t.floor)
+            pairs[a] = combine(
+                claim, source, [on.better(vname(d, a), vname(d, b), f"ResNet-{d}: {part}") for d in depths]
             )
-        tables.append(
-            Table(
-                "Gradient flow at initialisation (one batch of 64 training images per seed)",
-                ["net", "shortcut", "weight-grad first conv / classifier", "activation-grad first / last layer"],
-                grow,
-                "poolstride.analysis.gradflow in train mode with the true labels; a larger "
-                "ratio = more gradient reaches the first layer.",
-            )
-        )
-    checks: list[Check] = []
-    parts_ab, parts_db, parts_fish_gf, parts_fish_acc = [], [], [], []
-    for d in depths:
-        if "A" in shortcuts and "B" in shortcuts:
-            parts_ab.append(
-                better(
-                    vname(d, "B"),
-                    acc.get(vname(d, "B"), {}),
-                    vname(d, "A"),
-                    acc.get(vname(d, "A"), {}),
-                    f"ResNet-{d}: B beats A",
-                    SRC_HE3,
-                    floor=floor,
-                )
-            )
-        if "D" in shortcuts and "B" in shortcuts:
-            parts_db.append(
-                better(
-                    vname(d, "D"),
-                    acc.get(vname(d, "D"), {}),
-                    vname(d, "B"),
-                    acc.get(vname(d, "B"), {}),
-                    f"ResNet-{d}: D beats B",
-                    SRC_BOT,
-                    floor=floor,
-                )
-            )
-        if "fish" in shortcuts and "B" in shortcuts:
-            parts_fish_acc.append(
-                better(
-                    vname(d, "fish"),
-                    acc.get(vname(d, "fish"), {}),
-                    vname(d, "B"),
-                    acc.get(vname(d, "B"), {}),
-                    f"ResNet-{d}: fish beats B on accuracy",
-                    SRC_FISH,
-                    floor=floor,
-                )
-            )
-    for gd in sorted({int(v.split(":")[0].removeprefix("resnet")) for v in gf}):
-        fv, bv = vname(gd, "fish"), vname(gd, "B")
-        if fv in log_gf and bv in log_gf:
-            parts_fish_gf.append(
-                better(
-                    fv,
-                    log_gf[fv],
-                    bv,
-                    log_gf[bv],
-                    f"ResNet-{gd}: fish passes more gradient than B",
-                    SRC_FISH,
-                    unit="log10",
-                )
-            )
-    if parts_ab:
-        checks.append(combine("Projection shortcuts (B) are better than zero-padded identity (A)", SRC_HE3, parts_ab))
-    if parts_db:
-        checks.append(combine("ResNet-D's avg-pool shortcut is better than the strided 1x1 (B)", SRC_BOT, parts_db))
-    if parts_fish_gf:
-        checks.append(
-            combine(
-                "A shortcut without an isolated conv (fish) passes more gradient to the first layer than B (at init)",
-                SRC_FISH,
-                parts_fish_gf,
-            )
-        )
-    if parts_fish_acc:
-        checks.append(
-            combine("FishNet-style shortcut is better than B on accuracy (implied)", SRC_FISH, parts_fish_acc)
-        )
+    grads = Claims(log_gf, SRC_FISH, None, "log10")
+    fish_gf = [
+        grads.better(vname(gd, "fish"), vname(gd, "B"), f"ResNet-{gd}: fish passes more gradient than B")
+        for gd in sorted({int(v.split(":")[0].removeprefix("resnet")) for v in log_gf})
+        if vname(gd, "fish") in log_gf and vname(gd, "B") in log_gf
+    ]
+    checks = [pairs[k] for k in ("B", "D") if k in pairs]
+    if fish_gf:
+        checks.append(combine(FISH_GRADFLOW, SRC_FISH, fish_gf))
+    checks += [pairs[k] for k in ("fish",) if k in pairs]
     if 20 in depths and 56 in depths and "A" in shortcuts:
-        checks.append(
-            better(
-                vname(56, "A"),
-                acc.get(vname(56, "A"), {}),
-                vname(20, "A"),
-                acc.get(vname(20, "A"), {}),
-                "ResNet-56 beats ResNet-20 (option A)",
-                SRC_HE6,
-                floor=floor,
-            )
-        )
+        on = Claims(acc, SRC_HE6, t.floor)
+        checks.append(on.better(vname(56, "A"), vname(20, "A"), "ResNet-56 beats ResNet-20 (option A)"))
     if 20 in depths and "A" in shortcuts:
-        claim = "ResNet-20 (A) reaches 8.75% error (within 3 pt: the JPEG copy costs 2-3 pt)"
         e = describe(error_of(acc.get(vname(20, "A"), {})))
         if budget != "paper":
-            checks.append(
-                Check(claim, SRC_HE6, SKIPPED, f"quick budget (our error {fmt_mean_ci(e)}); run --budget paper")
-            )
+            detail = f"quick budget (our error {fmt_mean_ci(e)}); run --budget paper"
+            checks.append(Check(HE_CIFAR_ERROR, SRC_HE6, SKIPPED, detail))
         elif e["mean"] is not None:
             ok = abs(e["mean"] - papers.value("resnet20/A/error")) <= 3.0
-            checks.append(Check(claim, SRC_HE6, "holds" if ok else "does not hold", f"ours {fmt_mean_ci(e)}"))
-    est = paper_estimate(
-        ips,
-        PAPER_EPOCHS,
-        PAPER_N_TRAIN,
-        max(3, t.seeds),
-        f"paper budget: {PAPER_EPOCHS} epochs (64k iterations at batch 128) x {PAPER_N_TRAIN} images per run",
-    )
-    if est.get("seconds") and 56 not in depths:
-        est["seconds"] *= 1 + 125.5 / 40.6  # ResNet-56 costs ~3.1x ResNet-20 per image (MACs)
-        est["text"] = "about " + _dur(est["seconds"]) + " with ResNet-56 added (scaled by MACs): " + str(est["text"])
-    notes = [recipe_text(t.recipe, t.dataset)]
-    notes += run_notes(summ, floor)
+            checks.append(fact(HE_CIFAR_ERROR, SRC_HE6, ok, f"ours {fmt_mean_ci(e)}"))
+    return checks
+
+
+def summarise(t: Training, depths: list[int], shortcuts: list[str], gf: GradFlow, budget: str) -> Reproduction:
+    tables = [_acc_table(t, depths, shortcuts, t.per_seed("acc"))]
+    log_gf: dict[str, dict[int, float]] = {}
+    if gf:
+        gf_table, log_gf = _gradflow_table(gf)
+        tables.append(gf_table)
+    checks = _checks(t, depths, shortcuts, log_gf, budget)
+    basis = f"paper budget: {PAPER_EPOCHS} epochs (64k iterations at batch 128) x {PAPER_N_TRAIN} images per run"
+    est = t.estimate(PAPER_EPOCHS, PAPER_N_TRAIN, basis)
+    if 56 not in depths:  # ResNet-56 costs ~3.1x ResNet-20 per image (MACs)
+        scale_estimate(est, 1 + 125.5 / 40.6, "with ResNet-56 added (scaled by MACs)")
+    notes = t.notes()
     if budget == "quick":
         notes.append("quick budget: absolute errors are far above the paper's; compare the variants with each other.")
-    return Reproduction(
-        NAME,
-        TITLE,
-        {
-            "name": budget,
-            "description": f"{budget}: ResNet-{'/'.join(map(str, depths))} x shortcuts {', '.join(shortcuts)}, "
-            f"{t.seeds} seeds; " + recipe_text(t.recipe, t.dataset),
-            "depths": depths,
-            "shortcuts": shortcuts,
-            "seeds": t.seeds,
-            "recipe": t.recipe.to_dict(),
-            "dataset": dataset_label(t.dataset),
-        },
-        t.hardware,
-        tables,
-        checks,
-        {"wall_s": round(t.wall_s, 1), "paper_estimate": est},
-        notes,
-        t.study_dir,
-        {"gradflow_init": {v: {str(s): x for s, x in per.items()} for v, per in gf.items()}},
-    )
-
-
-def _dur(s: float) -> str:
-    from .common import fmt_duration
-
-    return fmt_duration(s)
+    what = f"ResNet-{'/'.join(map(str, depths))} x shortcuts {', '.join(shortcuts)}"
+    data = {"gradflow_init": {v: {str(s): x for s, x in per.items()} for v, per in gf.items()}}
+    found = Found(tables, checks, notes, est, data)
+    return t.result(NAME, TITLE, t.budget(budget, what, depths=depths, shortcuts=shortcuts), found)
 
 
 __all__ = ["BUDGETS", "NAME", "TITLE", "gradflow_at_init", "run", "summarise"]

@@ -17,6 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from .. import models
+from ..analysis import inspect, profile
 from . import papers
 from .common import (
     FAILS,
@@ -59,9 +61,6 @@ def _is_stem_layer(name: str) -> bool:
 
 def analyse(model_name: str, stem: str, size: int = 224) -> dict[str, Any]:
     """Static figures of one (model, stem): stem MACs/other ops/params/RF/jump, whole-model totals."""
-    from .. import models
-    from ..analysis import inspect
-
     model = models.build(model_name, stem=stem)
     rep = inspect(model, (3, size, size))
     stem_layers = [layer for layer in rep.layers if _is_stem_layer(layer.name)]
@@ -83,9 +82,6 @@ def analyse(model_name: str, stem: str, size: int = 224) -> dict[str, Any]:
 
 
 def _latency(model_name: str, stem: str, size: int, repeats: int) -> dict[str, Any]:
-    from .. import models
-    from ..analysis import profile
-
     model = models.build(model_name, stem=stem)
     s = profile(stem_module(model), (3, size, size), "cpu", (1,), warmup=2, repeats=repeats, train=False, memory=False)
     m = profile(model, (3, size, size), "cpu", (1,), warmup=1, repeats=max(3, repeats // 2), train=False, memory=False)
@@ -105,6 +101,29 @@ def _slower(a: dict[str, Any], b: dict[str, Any], key: str, claim: str, source: 
     if ma + ia / 2 < mb - ib / 2:
         return Check(claim, source, FAILS, detail)
     return Check(claim, source, UNSURE, detail + " (ranges overlap)")
+
+
+Rows = dict[tuple[str, str], dict[str, Any]]  # (model, stem) -> analyse() (+ _latency()) figures
+COLUMNS = [
+    "stem",
+    "layers",
+    "stem MACs",
+    "x original",
+    "stem other ops",
+    "stem params",
+    "stem RF",
+    "jump",
+    "model GMACs",
+    "model +%",
+    "params (M)",
+    "stem ms",
+    "model ms",
+]
+NOTES = [
+    "Analytic figures come from poolstride.analysis.inspect (fx graph on meta tensors); they are exact for "
+    "the built-in models and do not depend on the hardware.",
+    "Latency is a wall-clock median on a possibly shared machine: read the ratios, not the absolute numbers.",
+]
 
 
 def run(
@@ -127,7 +146,7 @@ def run(
     size = int(opts["image_size"])
     repeats = int(opts["repeats"]) * (3 if budget == "paper" else 1)
     hw = hardware("cpu")
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    rows: Rows = {}
     for mn in model_names:
         for stem in STEMS:
             cb("analyse", model=mn, stem=stem)
@@ -135,121 +154,8 @@ def run(
             if opts["latency"]:
                 r.update(_latency(mn, stem, size, repeats))
             rows[(mn, stem)] = r
-
-    tables: list[Table] = []
-    checks: list[Check] = []
-    for mn in model_names:
-        o = rows[(mn, "original")]
-        paper_macs = papers.PAPERS.get(f"{mn}/macs")
-        trs = []
-        for stem in STEMS:
-            r = rows[(mn, stem)]
-            trs.append(
-                [
-                    stem,
-                    STEM_LABELS[stem],
-                    r["stem_macs"],
-                    round(r["stem_macs"] / o["stem_macs"], 3),
-                    r["stem_other_ops"],
-                    r["stem_params"],
-                    r["stem_rf"],
-                    r["stem_jump"],
-                    round(r["macs"] / 1e9, 3),
-                    round(100.0 * (r["macs"] / o["macs"] - 1.0), 1),
-                    round(r["params"] / 1e6, 3),
-                    None if r.get("stem_ms") is None else round(r["stem_ms"], 2),
-                    None if r.get("model_ms") is None else round(r["model_ms"], 1),
-                ]
-            )
-        note = (
-            f"input 3x{size}x{size}, batch 1; MACs = conv/linear multiply-accumulates; other ops = pooling "
-            "comparisons/adds, BN, ReLU (poolstride counting conventions); latency = forward median on this CPU."
-        )
-        if paper_macs is not None:
-            note += (
-                f" Paper: {mn} {paper_macs.value / 1e9:.1f} G multiply-adds ({paper_macs.cite}); ours (original) "
-                f"{o['macs'] / 1e9:.2f} G in torchvision's v1.5 layout."
-            )
-        tables.append(
-            Table(
-                f"{mn}: stems at {size}x{size}",
-                [
-                    "stem",
-                    "layers",
-                    "stem MACs",
-                    "x original",
-                    "stem other ops",
-                    "stem params",
-                    "stem RF",
-                    "jump",
-                    "model GMACs",
-                    "model +%",
-                    "params (M)",
-                    "stem ms",
-                    "model ms",
-                ],
-                trs,
-                note,
-            )
-        )
-        s1 = rows[(mn, "s1pool")]
-        ratio = s1["stem_macs"] / o["stem_macs"]
-        checks.append(
-            fact(
-                f"{mn}: a 7x7/1 stem + 2x2 pool costs >= 4x the stem MACs of the 7x7/2 stem",
-                papers.get("stem/s1pool_ratio").cite,
-                ratio >= 4.0,
-                f"{s1['stem_macs']:,} vs {o['stem_macs']:,} MACs = {ratio:.3f}x, plus "
-                f"{s1['stem_other_ops'] - o['stem_other_ops']:,} more other ops (the extra pool)",
-            )
-        )
-        checks.append(
-            fact(
-                f"{mn}: the original stem sees 11 px at output stride 4",
-                papers.get("stem/original/rf").cite,
-                o["stem_rf"] == 11 and o["stem_jump"] == 4,
-                f"RF {o['stem_rf']:g}, jump {o['stem_jump']:g}",
-            )
-        )
-        same = all(rows[(mn, s)]["stem_out"] == o["stem_out"] for s in STEMS)
-        checks.append(
-            fact(
-                f"{mn}: every stem hands layer1 the same map (output stride 4)",
-                "by construction",
-                same and all(rows[(mn, s)]["stem_jump"] == 4 for s in STEMS),
-                ", ".join(f"{s}: {rows[(mn, s)]['stem_out']} RF {rows[(mn, s)]['stem_rf']:g}" for s in STEMS),
-            )
-        )
-        if paper_macs is not None:
-            rel = o["macs"] / paper_macs.value - 1.0
-            checks.append(
-                fact(
-                    f"{mn} (original stem) matches the paper's multiply-adds within 10%",
-                    paper_macs.cite,
-                    abs(rel) <= 0.10,
-                    f"{o['macs'] / 1e9:.2f} G vs {paper_macs.value / 1e9:.1f} G ({100 * rel:+.1f}%"
-                    + (
-                        "; the paper's v1 strides in the bottleneck's first 1x1 conv, torchvision's v1.5 in the 3x3)"
-                        if "50" in mn
-                        else ")"
-                    ),
-                )
-            )
-        d = rows[(mn, "deep")]
-        if mn == "resnet50":  # Bag of Tricks measured ResNet-50
-            checks.append(
-                fact(
-                    f"{mn}: the deep stem (ResNet-C) adds MACs but stays within 15% of the model",
-                    f"{papers.get('resnet50/deep/gflops').source} [U]",
-                    o["macs"] < d["macs"] <= 1.15 * o["macs"],
-                    f"{d['macs'] / 1e9:.3f} G vs {o['macs'] / 1e9:.3f} G ({100 * (d['macs'] / o['macs'] - 1):+.1f}%);"
-                    f" stem {d['stem_macs'] / o['stem_macs']:.2f}x the original's",
-                )
-            )
-        if opts["latency"]:
-            checks.append(
-                _slower(s1, o, "stem", f"{mn}: the 7x7/1 + pool stem is slower than 7x7/2 (measured)", "the question")
-            )
+    tables = [_table(mn, size, rows) for mn in model_names]
+    checks = [c for mn in model_names for c in _checks(mn, rows, bool(opts["latency"]))]
     bud = {
         "name": budget,
         "description": "analytic (exact MACs, RF) + measured latency, batch 1, "
@@ -262,23 +168,93 @@ def run(
     data: dict[str, Any] = {"rows": [rows[k] for k in rows]}
     if r50[0] and r50[1]:
         data["resnet50_s1pool_stem_ratio"] = r50[0]["stem_macs"] / r50[1]["stem_macs"]
-    notes = [
-        "Analytic figures come from poolstride.analysis.inspect (fx graph on meta tensors); they are exact for "
-        "the built-in models and do not depend on the hardware.",
-        "Latency is a wall-clock median on a possibly shared machine: read the ratios, not the absolute numbers.",
-    ]
-    return Reproduction(
-        NAME,
-        TITLE,
-        bud,
-        hw,
-        tables,
-        checks,
-        {"wall_s": round(timer.seconds, 2), "paper_estimate": {"seconds": 0, "text": "same as quick (analytic)"}},
-        notes,
-        None,
-        data,
+    timing = {"wall_s": round(timer.seconds, 2), "paper_estimate": {"seconds": 0, "text": "same as quick (analytic)"}}
+    return Reproduction(NAME, TITLE, bud, hw, tables, checks, timing, list(NOTES), None, data)
+
+
+def _table(mn: str, size: int, rows: Rows) -> Table:
+    """One model's stems side by side: stem and whole-model MACs, other ops, parameters, RF, jump, latency."""
+    o = rows[(mn, "original")]
+    paper_macs = papers.PAPERS.get(f"{mn}/macs")
+    trs = []
+    for stem in STEMS:
+        r = rows[(mn, stem)]
+        trs.append(
+            [
+                stem, STEM_LABELS[stem], r["stem_macs"], round(r["stem_macs"] / o["stem_macs"], 3),
+                r["stem_other_ops"], r["stem_params"], r["stem_rf"], r["stem_jump"], round(r["macs"] / 1e9, 3),
+                round(100.0 * (r["macs"] / o["macs"] - 1.0), 1), round(r["params"] / 1e6, 3),
+                None if r.get("stem_ms") is None else round(r["stem_ms"], 2),
+                None if r.get("model_ms") is None else round(r["model_ms"], 1),
+            ]
+        )  # fmt: skip
+    note = (
+        f"input 3x{size}x{size}, batch 1; MACs = conv/linear multiply-accumulates; other ops = pooling "
+        "comparisons/adds, BN, ReLU (poolstride counting conventions); latency = forward median on this CPU."
     )
+    if paper_macs is not None:
+        note += (
+            f" Paper: {mn} {paper_macs.value / 1e9:.1f} G multiply-adds ({paper_macs.cite}); ours (original) "
+            f"{o['macs'] / 1e9:.2f} G in torchvision's v1.5 layout."
+        )
+    return Table(f"{mn}: stems at {size}x{size}", COLUMNS, trs, note)
+
+
+def _checks(mn: str, rows: Rows, latency: bool) -> list[Check]:
+    """One model's claims: the s1pool stem costs >= 4x; the original stem's RF and stride; every stem hands
+    layer1 the same map; the paper's MACs; the deep stem's cost (ResNet-50); the measured latency."""
+    o, s1, d = rows[(mn, "original")], rows[(mn, "s1pool")], rows[(mn, "deep")]
+    ratio = s1["stem_macs"] / o["stem_macs"]
+    checks = [
+        fact(
+            f"{mn}: a 7x7/1 stem + 2x2 pool costs >= 4x the stem MACs of the 7x7/2 stem",
+            papers.get("stem/s1pool_ratio").cite,
+            ratio >= 4.0,
+            f"{s1['stem_macs']:,} vs {o['stem_macs']:,} MACs = {ratio:.3f}x, plus "
+            f"{s1['stem_other_ops'] - o['stem_other_ops']:,} more other ops (the extra pool)",
+        ),
+        fact(
+            f"{mn}: the original stem sees 11 px at output stride 4",
+            papers.get("stem/original/rf").cite,
+            o["stem_rf"] == 11 and o["stem_jump"] == 4,
+            f"RF {o['stem_rf']:g}, jump {o['stem_jump']:g}",
+        ),
+        fact(
+            f"{mn}: every stem hands layer1 the same map (output stride 4)",
+            "by construction",
+            all(rows[(mn, s)]["stem_out"] == o["stem_out"] for s in STEMS)
+            and all(rows[(mn, s)]["stem_jump"] == 4 for s in STEMS),
+            ", ".join(f"{s}: {rows[(mn, s)]['stem_out']} RF {rows[(mn, s)]['stem_rf']:g}" for s in STEMS),
+        ),
+    ]
+    paper_macs = papers.PAPERS.get(f"{mn}/macs")
+    if paper_macs is not None:
+        rel = o["macs"] / paper_macs.value - 1.0
+        why = "; the paper's v1 strides in the bottleneck's first 1x1 conv, torchvision's v1.5 in the 3x3)"
+        checks.append(
+            fact(
+                f"{mn} (original stem) matches the paper's multiply-adds within 10%",
+                paper_macs.cite,
+                abs(rel) <= 0.10,
+                f"{o['macs'] / 1e9:.2f} G vs {paper_macs.value / 1e9:.1f} G ({100 * rel:+.1f}%"
+                + (why if "50" in mn else ")"),
+            )
+        )
+    if mn == "resnet50":  # Bag of Tricks measured ResNet-50
+        checks.append(
+            fact(
+                f"{mn}: the deep stem (ResNet-C) adds MACs but stays within 15% of the model",
+                f"{papers.get('resnet50/deep/gflops').source} [U]",
+                o["macs"] < d["macs"] <= 1.15 * o["macs"],
+                f"{d['macs'] / 1e9:.3f} G vs {o['macs'] / 1e9:.3f} G ({100 * (d['macs'] / o['macs'] - 1):+.1f}%);"
+                f" stem {d['stem_macs'] / o['stem_macs']:.2f}x the original's",
+            )
+        )
+    if latency:
+        checks.append(
+            _slower(s1, o, "stem", f"{mn}: the 7x7/1 + pool stem is slower than 7x7/2 (measured)", "the question")
+        )
+    return checks
 
 
 __all__ = ["NAME", "STEMS", "TITLE", "analyse", "run", "stem_module"]

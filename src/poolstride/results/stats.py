@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import numpy as np
+
+from .format import fmt_ci
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -19,6 +22,58 @@ BOOTSTRAP_SEED = 0
 
 NEED_TWO = "needs at least 2 seeds"
 ZERO_VARIANCE = "the same difference on every seed: a test is undefined (is the run deterministic?)"
+
+
+class _Words(str, Enum):
+    """An outcome word: a ``str`` (it compares equal to, prints as and is written to JSON as its text)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+CANNOT_TELL = "cannot tell"  # the one word, shared by sites and claims, for "the data cannot separate them"
+
+
+class Verdict(_Words):
+    """The outcome of a paired comparison of one metric against the baseline (:func:`verdict`): the Holm-adjusted
+    p is below alpha (``HIGHER``/``LOWER``), or it is not (``NO_DIFFERENCE``), or there is no test
+    (``NOT_TESTABLE``, see :func:`not_testable_reason`)."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NO_DIFFERENCE = "no detectable difference"
+    NOT_TESTABLE = "not testable"
+
+
+class SiteVerdict(_Words):
+    """What changing one site does (a per-site study), read off its accuracy :class:`Verdict` by
+    :func:`site_verdict`."""
+
+    HELPS = "helps"
+    HURTS = "hurts"
+    CANNOT_TELL = CANNOT_TELL
+
+
+class ClaimVerdict(_Words):
+    """Whether a paper's claim holds in a reproduction (``poolstride reproduce``); a claim whose comparison is
+    ``Verdict.NOT_TESTABLE`` is ``CANNOT_TELL`` with the reason, never ``HOLDS``."""
+
+    HOLDS = "holds"
+    FAILS = "does not hold"
+    CANNOT_TELL = CANNOT_TELL
+    NOT_TESTED = "not tested"
+
+
+def site_verdict(acc_verdict: str | None) -> SiteVerdict:
+    """``HELPS`` for a detectably higher accuracy, ``HURTS`` for a detectably lower one, else ``CANNOT_TELL``."""
+    if acc_verdict == Verdict.HIGHER:
+        return SiteVerdict.HELPS
+    if acc_verdict == Verdict.LOWER:
+        return SiteVerdict.HURTS
+    return SiteVerdict.CANNOT_TELL
 
 
 def _f(x: Any) -> float | None:
@@ -172,24 +227,31 @@ def paired(
     out["effect_dz"] = dz
     if n > 2:
         out["effect_gz"] = dz * (1.0 - 3.0 / (4.0 * (n - 1) - 1.0))
-    if test == "t":
-        p = float(st.ttest_1samp(d, 0.0).pvalue)
-    else:
-        # Zero differences carry no sign: the signed-rank test drops them, so its smallest reachable p
-        # depends on the number of non-zero pairs, not on n.
-        nz = d[d != 0.0]
-        p = 1.0 if nz.size == 0 else float(st.wilcoxon(nz).pvalue)
-        k = int(nz.size)
-        floor = 2.0 / 2**k
-        if floor >= ALPHA:
-            zeros = f" ({n - k} of the {n} paired differences are 0)" if k < n else ""
-            notes.append(
-                f"with {k} non-zero paired differences{zeros} the Wilcoxon test cannot go below p = {floor:.3g}; "
-                "use the t-test or more seeds"
-            )
+    p = float(st.ttest_1samp(d, 0.0).pvalue) if test == "t" else _wilcoxon_p(d, notes)
     out["p"] = _f(p)
     out["note"] = "; ".join(notes) or None
     return out
+
+
+def _wilcoxon_p(d: np.ndarray, notes: list[str]) -> float:
+    """The Wilcoxon signed-rank p of the paired differences ``d``, with a note when too few are non-zero for
+    the test to reach alpha at all."""
+    from scipy import stats as st
+
+    # Zero differences carry no sign: the signed-rank test drops them, so its smallest reachable p
+    # depends on the number of non-zero pairs, not on n.
+    n = int(d.size)
+    nz = d[d != 0.0]
+    p = 1.0 if nz.size == 0 else float(st.wilcoxon(nz).pvalue)
+    k = int(nz.size)
+    floor = 2.0 / 2**k
+    if floor >= ALPHA:
+        zeros = f" ({n - k} of the {n} paired differences are 0)" if k < n else ""
+        notes.append(
+            f"with {k} non-zero paired differences{zeros} the Wilcoxon test cannot go below p = {floor:.3g}; "
+            "use the t-test or more seeds"
+        )
+    return p
 
 
 def not_testable_reason(cmp: Mapping[str, Any]) -> str | None:
@@ -209,15 +271,14 @@ def not_testable_reason(cmp: Mapping[str, Any]) -> str | None:
     return None
 
 
-def verdict(cmp: dict[str, Any], *, alpha: float = ALPHA) -> str:
-    """'higher', 'lower', 'no detectable difference' or 'not testable' from a paired comparison
-    whose ``p_holm`` has been filled in."""
+def verdict(cmp: dict[str, Any], *, alpha: float = ALPHA) -> Verdict:
+    """The :class:`Verdict` of a paired comparison whose ``p_holm`` has been filled in."""
     p = cmp.get("p_holm")
     if not_testable_reason(cmp) is not None or p is None:
-        return "not testable"
+        return Verdict.NOT_TESTABLE
     if p < alpha:
-        return "higher" if cmp["diff_mean"] > 0 else "lower"
-    return "no detectable difference"
+        return Verdict.HIGHER if cmp["diff_mean"] > 0 else Verdict.LOWER
+    return Verdict.NO_DIFFERENCE
 
 
 def clip_ci(ci: Sequence[float] | None, lo: float = 0.0, hi: float = 100.0) -> list[float] | None:
@@ -248,13 +309,6 @@ def not_significant_reason(cmp: Mapping[str, Any], *, alpha: float = ALPHA, digi
     return f"{test} p = {(ph if ph is not None else p) or 1.0:.{digits}g} although the CI excludes 0"
 
 
-def fmt_ci(ci: Sequence[float] | None, digits: int = 1, signed: bool = True) -> str:
-    if not ci:
-        return "n/a"
-    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
-    return f"[{f.format(ci[0])}, {f.format(ci[1])}]"
-
-
 def statement(
     cmp: dict[str, Any],
     variant: str,
@@ -264,9 +318,9 @@ def statement(
     unit: str = "pt",
     margin: float | None = None,
     alpha: float = ALPHA,
-    m: int = 1,
 ) -> str:
-    """A plain sentence that says what a paired comparison does and does not show."""
+    """A plain sentence that says what a paired comparison does and does not show (``cmp["holm_m"]``: the
+    number of comparisons its p-value was Holm-corrected across, 1 when absent)."""
     n = cmp.get("n", 0)
     d = cmp.get("diff_mean")
     ci = cmp.get("ci")
@@ -278,11 +332,11 @@ def statement(
         )
     v = verdict(cmp, alpha=alpha)
     ci_s = f"95% CI {fmt_ci(ci, 2)}"
-    if v in ("higher", "lower"):
+    if v in (Verdict.HIGHER, Verdict.LOWER):
         p = cmp.get("p_holm")
-        corr = f"Holm-adjusted p = {p:.3g}" if m > 1 else f"p = {p:.3g}"
+        corr = f"Holm-adjusted p = {p:.3g}" if int(cmp.get("holm_m") or 1) > 1 else f"p = {p:.3g}"
         return f"{variant} has {v} {metric_label} than {baseline}: {d:+.2f} {unit} ({ci_s}, {corr}, n = {n} seeds)."
-    if v == "not testable":
+    if v == Verdict.NOT_TESTABLE:
         note = cmp.get("note") or "no test possible"
         return f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}); {note}."
     lo, hi = ci
@@ -292,7 +346,7 @@ def statement(
             f"the {ci_s} of the difference spans 0"
         )
     else:
-        why = not_significant_reason({**cmp, "holm_m": cmp.get("holm_m") or m}, alpha=alpha, digits=3)
+        why = not_significant_reason(cmp, alpha=alpha, digits=3)
         s = f"{variant} vs {baseline}: {d:+.2f} {unit} {metric_label} ({ci_s}), {why}"
     if margin is not None and -margin <= lo and hi <= margin:
         s += f"; the CI lies within ±{margin:g} {unit}, so any difference is smaller than that"

@@ -7,29 +7,25 @@
 
 from __future__ import annotations
 
+from ..results.study import run_dir_of
 from .core import (
     DEFAULT_RECIPE,
     DEFAULT_VARIANTS,
-    StudyError,
+    StudyOptions,
     Variant,
-    acquire_lock,
     auto_name,
-    ci95,
     compare,
     make_variants,
     parse_seeds,
     parse_shard,
-    release_lock,
-    run_dir_of,
-    status,
-    summarize,
-    write_summary,
 )
+from .store import StudyError, acquire_lock, ci95, release_lock, status, summarize, write_summary
 
 __all__ = [
     "DEFAULT_RECIPE",
     "DEFAULT_VARIANTS",
     "StudyError",
+    "StudyOptions",
     "Variant",
     "acquire_lock",
     "auto_name",

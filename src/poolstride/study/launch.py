@@ -17,12 +17,21 @@ use; handy on a workstation too).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import PoolstrideError
+from ..extras import first_line, import_optional
+from ..resolve import add_study_import_path
+from ..results import io as tio
+from ..results.study import read_study, run_dir_of
+from ..train.data import DeviceData, load_dataset
+from ..train.engine import read_result, resolve_device, set_threads
+from ..train.recipe import Recipe
+from ..variants import Variant
+from .runner import run_todo, write_report_safely
+from .store import status, write_summary
 
 LAUNCHERS = ("slurm", "local")
 
@@ -46,12 +55,7 @@ def parse_params(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _executor(launcher: str, folder: Path, params: dict[str, Any], tasks: int) -> Any:
-    try:
-        import submitit
-    except ImportError as e:
-        raise PoolstrideError(
-            f"--launcher {launcher} needs submitit ({e}); install the extra: pip install 'poolstride[slurm]'"
-        ) from None
+    submitit = import_optional("submitit", f"--launcher {launcher}")
     ex: Any
     if launcher == "slurm":
         ex = submitit.SlurmExecutor(folder=str(folder))
@@ -79,12 +83,9 @@ def submit(
         with ex.batch():
             jobs = [ex.submit(run_task, str(study_dir), i, tasks, **task_args) for i in range(tasks)]
     except Exception as e:  # noqa: BLE001 - sbatch errors come in many classes; say what failed, in one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise PoolstrideError(f"submitting to {launcher} failed: {first}") from None
+        raise PoolstrideError(f"submitting to {launcher} failed: {first_line(e)}") from None
     record = {"launcher": launcher, "tasks": tasks, "params": dict(params or {}),
               "jobs": [str(j.job_id) for j in jobs]}  # fmt: skip
-    from ..results import io as tio
-
     tio.write_json(folder / "last-submission.json", record)
     return jobs
 
@@ -101,15 +102,9 @@ def run_task(
 ) -> dict[str, Any]:
     """One array task: train this task's shard of the study in ``study_dir`` (rebuilt from study.json); the task
     that completes the study writes the summary and the report. Returns :func:`status`."""
-    from ..train.data import DeviceData, load_dataset
-    from ..train.engine import read_result, resolve_device, set_threads
-    from ..train.recipe import Recipe
-    from ..variants import Variant
-    from . import core, provenance
-
     sd = Path(study_dir)
-    study = json.loads((sd / "study.json").read_text())
-    provenance.add_study_import_path(study)
+    study = read_study(sd)
+    add_study_import_path(study)
     set_threads(threads)
     rec = Recipe.from_dict(study["recipe"])
     variants = [Variant.from_dict(v) for v in study["variants"]]
@@ -117,13 +112,13 @@ def run_task(
     dev = resolve_device(device)
     order = [(v, s) for s in study["seeds"] for v in variants]
     todo = [(k, v, s) for k, (v, s) in enumerate(order)
-            if k % count == index and read_result(core.run_dir_of(sd, v, s)) is None]  # fmt: skip
+            if k % count == index and read_result(run_dir_of(sd, v, s)) is None]  # fmt: skip
     data = DeviceData(ds, dev, rec.train_subset, rec.test_subset, rec.channels_last)
-    core.run_todo(todo, sd, study, ds, rec, dev, study["dataset"], lambda event, **kw: None, data)
-    st = core.status(sd)
+    run_todo(todo, sd, study, ds, rec, dev, study["dataset"], lambda event, **kw: None, data)
+    st = status(sd)
     if st["complete"]:
-        core.write_summary(sd, study)
-        core._write_report(sd)
+        write_summary(sd, study)
+        write_report_safely(sd)
     return st
 
 

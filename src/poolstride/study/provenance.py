@@ -61,14 +61,6 @@ def command_line(call: str | None = None) -> str:
     return call or shlex.join([sys.executable, *sys.argv])
 
 
-def add_study_import_path(study: dict[str, Any]) -> None:
-    """Make a model file of the directory the study was made in importable (``mynet:build`` rebuilt from a study
-    in another process or directory); appended last, so the current directory still wins."""
-    cwd = (study.get("provenance") or {}).get("cwd")
-    if cwd and Path(cwd).is_dir() and cwd not in sys.path:
-        sys.path.append(cwd)
-
-
 def record(device: torch.device, amp_dtype: str, threads: int, call: str | None = None) -> dict[str, Any]:
     cuda = torch.version.cuda if torch.cuda.is_available() else None
     cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
@@ -92,4 +84,4 @@ def record(device: torch.device, amp_dtype: str, threads: int, call: str | None 
     }
 
 
-__all__ = ["add_study_import_path", "command_line", "cpu_model", "git_commit", "record"]
+__all__ = ["command_line", "cpu_model", "git_commit", "record"]

@@ -14,24 +14,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..results import stats
+from ..results.format import fmt_count, fmt_number
 
-def _fmt(v: Any, nd: int = 1, unit: str = "") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}{unit}"
-    return f"{v}{unit}"
+
+def _num(v: Any, digits: int = 1) -> str:
+    """A number in the progress lines and the summary table: 1 decimal, ``-`` when unknown."""
+    return fmt_number(v, digits, missing="-")
 
 
 def _count(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            x = v / div
-            return f"{x:.{2 if x < 10 else 1 if x < 100 else 0}f}{suf}"
-    return f"{v:.0f}"
+    """A count (params, MACs) in the summary table: ``1.23M``, ``-`` when unknown."""
+    return fmt_count(v, style="fixed", missing="-")
+
+
+def run_line(name: str, seed: int, result: dict[str, Any]) -> str:
+    """The one-line summary of a finished run (``poolstride train``)."""
+    return (
+        f"{name} seed {seed}: acc {_num(result['acc'])}%, loss {_num(result['loss'], 3)}, "
+        f"shift-consistency {_num(result['shift_consistency'])}% "
+        f"(circular {_num(result['shift_consistency_circular'])}%), "
+        f"{_count(result.get('params'))} params, {_count(result.get('macs'))} MACs, "
+        f"{_num(result['train_time_s'])} s, {_num(result['images_per_s'], 0)} img/s"
+    )
 
 
 class StudyProgress:
@@ -142,7 +147,7 @@ class StudyProgress:
             if r["status"] == "ok":
                 self.console.print(
                     f"  [green]done[/] {name}: acc {r['acc']:.1f}%  shift-consistency "
-                    f"{_fmt(r['shift_consistency'])}%{took}"
+                    f"{_num(r['shift_consistency'])}%{took}"
                 )
             else:
                 self.console.print(f"  [red]failed[/] {name}: {r['reason']}")
@@ -173,18 +178,18 @@ def summary_table(summ: dict[str, Any]) -> Table:
     ):
         t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for v in summ["variants"]:
-        ci = v.get("acc_ci95")
+        ci = stats.clip_ci(v.get("acc_ci95"))  # accuracy lies in [0, 100]
         n = str(v["n"]) + (f" +{v['failed']} failed" if v.get("failed") else "")
         t.add_row(
             v["name"],
             n,
-            _fmt(v.get("acc_mean")),
-            f"{max(ci[0], 0.0):.1f}-{min(ci[1], 100.0):.1f}" if ci else "-",  # accuracy lies in [0, 100]
-            _fmt(v.get("shift_consistency_mean")),
-            _fmt(v.get("shift_consistency_circular_mean")),
+            _num(v.get("acc_mean")),
+            f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else "-",
+            _num(v.get("shift_consistency_mean")),
+            _num(v.get("shift_consistency_circular_mean")),
             _count(v.get("params")),
             _count(v.get("macs")),
-            _fmt(v.get("train_time_s_mean")),
+            _num(v.get("train_time_s_mean")),
         )
     return t
 

@@ -12,17 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import PoolstrideError
+from ..extras import import_optional
 
 
 def _writer_class() -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:
-        raise PoolstrideError(
-            f"--tensorboard needs the tensorboard package ({e}); install it: pip install 'poolstride[tensorboard]'"
-        ) from None
-    return SummaryWriter
+    import_optional("tensorboard", "--tensorboard")  # missing or broken: one line that says how to fix it
+    return import_optional("torch.utils.tensorboard", "--tensorboard").SummaryWriter
 
 
 class TensorBoardLogger:

@@ -23,6 +23,8 @@ import torch
 import torch.multiprocessing as mp
 
 from ..errors import PoolstrideError
+from ..train.engine import set_threads
+from .runner import run_todo
 
 Callback = Callable[..., None]
 Todo = list[tuple[int, Any, int]]
@@ -51,7 +53,8 @@ def resolve_jobs(
 ) -> tuple[int, str]:
     """(worker count, why) for ``--jobs`` (an int, ``auto`` or None = auto). On CUDA, ``auto`` is one worker per
     listed device (``--jobs N`` packs N runs onto the devices, round robin)."""
-    if jobs is None or str(jobs).strip().lower() == "auto":
+    requested = parse_jobs(jobs)
+    if requested is None:
         gpus = [d for d in devices or [] if d.type == "cuda"]
         if gpus:
             n = max(1, min(len(devices or []), n_todo))
@@ -65,13 +68,20 @@ def resolve_jobs(
         if total_steps is not None:
             n = max(1, min(n, total_steps // MIN_STEPS_PER_WORKER))
         return n, f"auto: {n} worker(s) ({cores()} cores, {t} thread(s) per run)"
+    return max(1, min(requested, n_todo)), f"{requested} worker(s) requested"
+
+
+def parse_jobs(jobs: int | str | None) -> int | None:
+    """``--jobs``: a positive integer, or None for ``auto`` (also None or an empty string)."""
+    if jobs is None or str(jobs).strip().lower() in ("auto", "none", ""):
+        return None
     try:
         n = int(jobs)
     except (TypeError, ValueError):
         raise PoolstrideError(f"bad --jobs {jobs!r}; expected a positive integer or auto") from None
     if n < 1:
         raise PoolstrideError(f"bad --jobs {n}; expected a positive integer or auto")
-    return max(1, min(n, n_todo)), f"{n} worker(s) requested"
+    return n
 
 
 def _share(ds: Any) -> Any:
@@ -84,8 +94,6 @@ def _share(ds: Any) -> Any:
 
 def _worker(wid: int, payload: bytes, events: Any) -> None:
     """One worker: claim and train runs until none is left; report events and errors on ``events``."""
-    from . import core
-
     current: dict[str, Any] = {}
 
     def cb(event: str, **kw: Any) -> None:
@@ -99,15 +107,15 @@ def _worker(wid: int, payload: bytes, events: Any) -> None:
 
     try:
         args = pickle.loads(payload)
-        core.set_threads(args.pop("threads"))
+        set_threads(args.pop("threads"))
         devices = args.pop("devices")
         args["dev"] = devices[wid % len(devices)]  # round robin over --device cuda:0,cuda:1,...
-        core.run_todo(callback=cb, **args)
+        run_todo(callback=cb, **args)
         events.put((wid, "_done", {}))
     except KeyboardInterrupt:  # pragma: no cover - the parent stops us
         events.put((wid, "_done", {}))
     except BaseException as e:  # noqa: BLE001 - every failure goes to the parent, in one line
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]  # the whole line: the parent re-raises it
         kind = "user" if isinstance(e, PoolstrideError) else "internal"
         events.put((wid, "_error", {"kind": kind, "message": msg, "type": type(e).__name__}))
 
@@ -129,8 +137,8 @@ def _main_not_reimported() -> Iterator[None]:
 
 
 def run_parallel(n: int, threads: int, callback: Callback, devices: list[torch.device], **args: Any) -> None:
-    """Run ``core.run_todo(**args)`` in ``n`` spawned workers (worker i on ``devices[i % len(devices)]``); relay
-    their events to ``callback``."""
+    """Run :func:`~poolstride.study.runner.run_todo` with ``args`` in ``n`` spawned workers (worker i on
+    ``devices[i % len(devices)]``); relay their events to ``callback``."""
     _share(args["ds"])
     payload = pickle.dumps({**args, "threads": threads, "devices": devices})
     ctx = mp.get_context("spawn")
@@ -174,4 +182,4 @@ def run_parallel(n: int, threads: int, callback: Callback, devices: list[torch.d
         raise RuntimeError(f"a study worker failed: {error.get('type', '')}: {error['message']}")
 
 
-__all__ = ["cores", "resolve_jobs", "run_parallel"]
+__all__ = ["cores", "parse_jobs", "resolve_jobs", "run_parallel"]

@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
-from .convert import Change, Conversion, Fit, SurgeryWarning, convert, convert_detailed
-from .find import KINDS, Analysis, Site, analyze, sites, trace
+from .convert import Change, Conversion, Fit, SiteStatus, SurgeryWarning, convert, convert_detailed
+from .find import KINDS, Analysis, Site, analyze, sites
 from .policy import VALID_FORMS, Policy, Rule, Selector, parse_policy
-from .recipe import load_converted, make_recipe, rebuild, save_converted
+from .recipe import load_converted, rebuild, save_converted
 
 __all__ = [
     "KINDS",
@@ -27,15 +27,14 @@ __all__ = [
     "Rule",
     "Selector",
     "Site",
+    "SiteStatus",
     "SurgeryWarning",
     "analyze",
     "convert",
     "convert_detailed",
     "load_converted",
-    "make_recipe",
     "parse_policy",
     "rebuild",
     "save_converted",
     "sites",
-    "trace",
 ]

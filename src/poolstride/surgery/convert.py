@@ -32,24 +32,30 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .. import __version__
+from ..analysis.trace import try_trace
 from ..errors import ModelError, PoolstrideError, SiteError
 from ..models.shortcuts import PoolWiden
 from ..models.site import DownsampleSite, make_site_op
 from ..ops import Downsample
 from ..ops import build as build_op
+from .cost import site_cost
 from .find import (
     POOL,
     Analysis,
     Site,
-    _first_tensor,
     _pair,
     _pool_call_args,
     analyze,
     eval_mode,
+    first_tensor,
     probe_input,
     run_probe,
 )
 from .policy import AFTER_ACT, OP, REMOVE, SHORT, STRIDE1, Policy, Rule, parse_policy
+
+#: the format tag of a converted model's recipe (and of the file :func:`~poolstride.surgery.save_converted` writes)
+FORMAT = "poolstride-converted/1"
 
 
 class SurgeryWarning(UserWarning):
@@ -57,6 +63,41 @@ class SurgeryWarning(UserWarning):
 
 
 # ------------------------------------------------------------------------------------------- records
+#: the short init labels of a changed site (:attr:`Change.init_kind`)
+PRESERVED, APPROX, KEPT, NEW, NO_PARAMS = "preserved", "approx", "kept", "new", "-"
+#: the outcome of one site (:attr:`SiteStatus.status`)
+CHANGED, SKIPPED, UNTOUCHED = "changed", "skipped", "untouched"
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """How one site came out of a conversion, as data (what a table or JSON renders; nothing to parse back).
+
+    ``status`` is ``"changed"``, ``"skipped"`` (a rule applied but the site was left alone; ``reason`` says
+    why: the selectors, nothing to do there, or ``"unsupported: ..."`` under ``strict=False``) or
+    ``"untouched"`` (no rule applies). For a changed site ``init_kind`` is one of ``"preserved"``, ``"approx"``,
+    ``"kept"``, ``"new"``, ``"-"`` (see :attr:`Change.init_kind`) and ``change`` is its :class:`Change`;
+    otherwise ``init_kind`` is ``""`` and ``change`` None."""
+
+    site: Site
+    status: str
+    reason: str | None = None
+    change: Change | None = None
+
+    @property
+    def init_kind(self) -> str:
+        return self.change.init_kind if self.change is not None else ""
+
+    @property
+    def function_preserving(self) -> bool:
+        return self.change is not None and self.change.function_preserving
+
+    @property
+    def label(self) -> str:
+        """``"changed"``, ``"skipped: REASON"`` or ``"untouched"``."""
+        return f"{SKIPPED}: {self.reason}" if self.status == SKIPPED else self.status
+
+
 @dataclass
 class Change:
     """What happened at one site."""
@@ -74,6 +115,9 @@ class Change:
     macs_after: int | None = None
     other_before: int | None = None
     other_after: int | None = None
+    #: the init as data: "preserved" (same function as before, verified numerically), "approx" (a preserving init
+    #: that differs at the borders), "kept" (old weights reused), "new" (fresh layer) or "-" (no parameters)
+    init_kind: str = ""
     _cost_inputs: tuple[list[tuple[nn.Module, Any]], list[tuple[nn.Module, Any]]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -94,6 +138,11 @@ class Change:
     @property
     def other_delta(self) -> int | None:
         return None if self.other_before is None or self.other_after is None else self.other_after - self.other_before
+
+    @property
+    def function_preserving(self) -> bool:
+        """The converted site computes the same function as before (checked numerically on its input)."""
+        return self.init_kind == PRESERVED
 
     @property
     def params_delta(self) -> int:
@@ -145,6 +194,20 @@ class Conversion:
     def changed(self) -> bool:
         return bool(self.changes)
 
+    def site_status(self) -> list[SiteStatus]:
+        """Every site of the model, in execution order, with what the conversion did there."""
+        by_path = {c.site.path: c for c in self.changes}
+        why = {s.path: r for s, r in self.skipped}
+        out = []
+        for s in self.sites:
+            if s.path in by_path:
+                out.append(SiteStatus(s, CHANGED, change=by_path[s.path]))
+            elif s.path in why:
+                out.append(SiteStatus(s, SKIPPED, why[s.path]))
+            else:
+                out.append(SiteStatus(s, UNTOUCHED))
+        return out
+
     def compute_costs(self) -> Conversion:
         """Fill every change's MAC / other-ops fields (costs a few probe passes; the CLI does it)."""
         for c in self.changes:
@@ -152,10 +215,20 @@ class Conversion:
         return self
 
     def recipe(self, model: str | None = None, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The recipe that rebuilds this conversion (see :mod:`poolstride.surgery.recipe`)."""
-        from .recipe import make_recipe
-
-        return make_recipe(self, model, model_kwargs)
+        """The recipe that rebuilds this conversion (JSON types only; see :mod:`poolstride.surgery.recipe`):
+        the MODEL string and its keyword arguments, the input size, the policy, and what was changed."""
+        return {
+            "format": FORMAT,
+            "poolstride_version": __version__,
+            "torch_version": torch.__version__.split("+")[0],
+            "model": model,
+            "model_kwargs": dict(model_kwargs or {}),
+            "input_size": list(self.input_size),
+            **self.policy.to_dict(),
+            "strict": not any(why.startswith("unsupported") for _, why in self.skipped),
+            "graph_rewritten": self.graph_rewritten,
+            "changed_sites": [c.site.path for c in self.changes],
+        }
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -229,8 +302,6 @@ def _cost(m: nn.Module | None, in_shape: tuple[int, ...] | None) -> tuple[int, i
     """(conv/linear MACs, other ops or None) of one module for one input of ``in_shape`` (batch 1)."""
     if m is None or in_shape is None:
         return 0, 0
-    from .cost import site_cost
-
     # inside a container, as in a model: a bare conv as the root is counted without its bias ops
     return site_cost(m if isinstance(m, nn.Sequential) else nn.Sequential(m), in_shape)
 
@@ -242,7 +313,7 @@ def _add(a: tuple[int, int | None], b: tuple[int, int | None]) -> tuple[int, int
 def _run(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with eval_mode(m), torch.no_grad():
         y = m(x)
-    t = _first_tensor(y)
+    t = first_tensor(y)
     if t is None:  # pragma: no cover - every replacement returns a tensor
         raise SiteError("replacement returned no tensor")
     return t
@@ -442,12 +513,15 @@ def _embed_conv(dst: nn.Conv2d, src: nn.Conv2d) -> bool:
 
 
 # ------------------------------------------------------------------------------------ replacements
+
+
 @dataclass
 class _Plan:
     site: Site
     rule: Rule
     module: nn.Module | None  # replacement for the site (None: the site is removed from the graph)
     init: str
+    init_kind: str  # PRESERVED, APPROX, KEPT, NEW or NO_PARAMS
     fit: tuple[int, int] | None = None
     extra: dict[str, nn.Module] = field(default_factory=dict)  # other module paths to replace
     extra_before: dict[str, nn.Module] = field(default_factory=dict)
@@ -463,6 +537,29 @@ class _Plan:
     warning: str | None = None  # a per-site warning (e.g. a fallback)
 
 
+@dataclass
+class _At:
+    """One site about to be planned: the rule that applies, the module computing it now, its probe shapes."""
+
+    ana: Analysis
+    site: Site
+    rule: Rule
+    orig: nn.Module
+    in_shape: tuple[int, ...]
+    want: tuple[int, int]
+    touched: set[str]  # paths (and fx nodes) already changed by other sites
+    device: torch.device | None
+    dtype: torch.dtype | None
+
+    def to_dev(self, m: nn.Module) -> nn.Module:
+        """``m`` on the model's device and dtype, in the original's training mode."""
+        m = m.to(device=self.device, dtype=self.dtype) if self.device is not None else m
+        return m.train(self.orig.training)
+
+    def fit(self, pre: list[nn.Module], down: nn.Module, mode: str) -> tuple[nn.Module, tuple[int, int] | None]:
+        return _fit(self.site, pre, down, self.in_shape, self.want, mode)
+
+
 def _plan_site(ana: Analysis, site: Site, rule: Rule, init: str, touched: set[str]) -> _Plan | str:
     """Build the replacement for one site. Returns a reason string when the site is left alone on
     purpose (nothing to do), raises SiteError when the rule cannot be applied there."""
@@ -471,83 +568,90 @@ def _plan_site(ana: Analysis, site: Site, rule: Rule, init: str, touched: set[st
     orig = _original(ana, site)
     in_shape = ana.shapes[site.path][0] if site.via == "module" else ana.node_shapes[site.path][0]
     assert in_shape is not None
-    want = site.out_size
-    dev, dt = _device_of(orig, ana.model)
-    s = site.stride
-
-    def to_dev(m: nn.Module) -> nn.Module:
-        m = m.to(device=dev, dtype=dt) if dev is not None else m
-        return m.train(orig.training)
-
+    at = _At(ana, site, rule, orig, in_shape, site.out_size, touched, *_device_of(orig, ana.model))
     if rule.action == SHORT:
-        if site.type != "conv":
-            return f"shortcut already downsamples with {site.op} (no strided conv to replace)"
-        conv = _conv_of(site, orig)
-        _square(site, conv.stride)
-        if rule.form.endswith("+1x1"):
-            pool_name = rule.form.split("+")[0]
-            spec = {"avg": f"avg(k={s})", "max": f"max(k={s})", "blur": "blur(base=avg)"}[pool_name]
-            pool = build_op(spec, site.in_channels, site.in_channels, s)
-            module, fit = _fit(site, [], to_dev(pool), in_shape, want, "replicate")
-            seq = nn.Sequential(
-                *(module if isinstance(module, nn.Sequential) else [module]), to_dev(_conv_at_stride1(site, conv))
-            )
-            return _Plan(site, rule, seq, "weights kept (conv now stride 1 after the pool)", fit)
-        mode = "cat" if rule.form.endswith("concat") else "zero"
-        if site.out_channels < site.in_channels:
-            raise SiteError(
-                f"site {site.path}: {rule.text} needs out_channels >= in_channels, but the shortcut maps "
-                f"{site.channels}; it would break the shapes"
-            )
-        widen = PoolWiden(site.in_channels, site.out_channels, s, mode)
-        module, fit = _fit(site, [], to_dev(widen), in_shape, want, "replicate")
-        return _Plan(site, rule, module, "no parameters (conv dropped)", fit)
-
+        return _plan_shortcut(at)
     if rule.action == OP:
-        assert rule.spec is not None
-        new: nn.Module
-        if site.kind == POOL:
-            new = to_dev(build_op(rule.spec, site.in_channels, site.in_channels, s))
-        else:
-            if site.type == "conv":
-                _square(site, _conv_of(site, orig).stride)
-            new = to_dev(make_site_op(rule.spec, site.in_channels, site.out_channels, s))
-        module, fit = _fit(site, [], new, in_shape, want, "zeros" if rule.spec.name in ("conv", "s2d") else "replicate")
-        note = "new (registered init)" if _count(new) else "no parameters"
-        if init == "preserve":
-            note = _preserve(site, orig, new, module, in_shape, fit)
-        return _Plan(site, rule, module, note, fit)
-
+        return _plan_op(at, init)
     if rule.action == STRIDE1:
-        assert rule.spec is not None
-        if site.kind == POOL:
-            pre = to_dev(_pool_at_stride1(site, orig))
-            c = site.in_channels
-        else:
-            pre = to_dev(_conv_at_stride1(site, orig))
-            c = site.out_channels
-        down = to_dev(build_op(rule.spec, c, c, s))
-        module, fit = _fit(site, [pre], down, in_shape, want, "replicate")
-        exact = _verify(orig, module, in_shape)
-        kept = "weights kept, " if _count(pre) else ""
-        return _Plan(
-            site, rule, module, kept + ("function-preserving (verified)" if exact else "stride moved to the pool"), fit
-        )
-
+        return _plan_stride1(at)
     if rule.action == AFTER_ACT:
-        return _plan_after_act(ana, site, rule, orig, in_shape, want, touched, to_dev)
-
+        return _plan_after_act(at)
     if rule.action == REMOVE:
-        return _plan_remove(ana, site, rule, orig, in_shape, want, touched)
+        return _plan_remove(at)
     raise AssertionError(rule.action)  # pragma: no cover
 
 
+def _plan_shortcut(at: _At) -> _Plan | str:
+    """``shortcut->POOL+1x1`` (ResNet-D) or ``shortcut->pool+concat``/``+identity`` (the conv dropped)."""
+    site, rule, s = at.site, at.rule, at.site.stride
+    if site.type != "conv":
+        return f"shortcut already downsamples with {site.op} (no strided conv to replace)"
+    conv = _conv_of(site, at.orig)
+    _square(site, conv.stride)
+    if rule.form.endswith("+1x1"):
+        pool_name = rule.form.split("+")[0]
+        spec = {"avg": f"avg(k={s})", "max": f"max(k={s})", "blur": "blur(base=avg)"}[pool_name]
+        pool = build_op(spec, site.in_channels, site.in_channels, s)
+        module, fit = at.fit([], at.to_dev(pool), "replicate")
+        seq = nn.Sequential(
+            *(module if isinstance(module, nn.Sequential) else [module]), at.to_dev(_conv_at_stride1(site, conv))
+        )
+        return _Plan(site, rule, seq, "weights kept (conv now stride 1 after the pool)", KEPT, fit)
+    mode = "cat" if rule.form.endswith("concat") else "zero"
+    if site.out_channels < site.in_channels:
+        raise SiteError(
+            f"site {site.path}: {rule.text} needs out_channels >= in_channels, but the shortcut maps "
+            f"{site.channels}; it would break the shapes"
+        )
+    widen = PoolWiden(site.in_channels, site.out_channels, s, mode)
+    module, fit = at.fit([], at.to_dev(widen), "replicate")
+    return _Plan(site, rule, module, "no parameters (conv dropped)", NO_PARAMS, fit)
+
+
+def _plan_op(at: _At, init: str) -> _Plan:
+    """``KIND->SPEC``: a fresh operator in the site's place (function-preserving init on request)."""
+    site, rule = at.site, at.rule
+    assert rule.spec is not None
+    new: nn.Module
+    if site.kind == POOL:
+        new = at.to_dev(build_op(rule.spec, site.in_channels, site.in_channels, site.stride))
+    else:
+        if site.type == "conv":
+            _square(site, _conv_of(site, at.orig).stride)
+        new = at.to_dev(make_site_op(rule.spec, site.in_channels, site.out_channels, site.stride))
+    module, fit = at.fit([], new, "zeros" if rule.spec.name in ("conv", "s2d") else "replicate")
+    kind, note = (NEW, "new (registered init)") if _count(new) else (NO_PARAMS, "no parameters")
+    if init == "preserve":
+        kind, note = _preserve(site, at.orig, new, module, at.in_shape)
+    return _Plan(site, rule, module, note, kind, fit)
+
+
+def _plan_stride1(at: _At) -> _Plan:
+    """``KIND->KIND(s=1)+POOL``: the site's own op at stride 1 (same weights), then POOL downsamples."""
+    site, rule = at.site, at.rule
+    assert rule.spec is not None
+    if site.kind == POOL:
+        pre = at.to_dev(_pool_at_stride1(site, at.orig))
+        c = site.in_channels
+    else:
+        pre = at.to_dev(_conv_at_stride1(site, at.orig))
+        c = site.out_channels
+    down = at.to_dev(build_op(rule.spec, c, c, site.stride))
+    module, fit = at.fit([pre], down, "replicate")
+    kept = "weights kept, " if _count(pre) else ""
+    if _verify(at.orig, module, at.in_shape):
+        return _Plan(site, rule, module, kept + "function-preserving (verified)", PRESERVED, fit)
+    return _Plan(site, rule, module, kept + "stride moved to the pool", KEPT if kept else NO_PARAMS, fit)
+
+
 def _preserve(
-    site: Site, orig: nn.Module, new: nn.Module, module: nn.Module, in_shape: tuple[int, ...], fit: Any
-) -> str:
+    site: Site, orig: nn.Module, new: nn.Module, module: nn.Module, in_shape: tuple[int, ...]
+) -> tuple[str, str]:
+    """(init kind, init note) of a function-preserving init of ``new`` (inside ``module``) where it is possible."""
     conv = getattr(new, "conv", None)
     if not isinstance(conv, nn.Conv2d):
-        return f"new (registered init); function-preserving init not possible for {_describe(new)}"
+        return NEW, f"new (registered init); function-preserving init not possible for {_describe(new)}"
     ok = False
     if site.type == "avg":
         if isinstance(orig, FunctionalPool):
@@ -558,7 +662,7 @@ def _preserve(
             k = int(orig.spec["k"])
             p = (k - 1) // 2
         else:  # pragma: no cover
-            return "new (registered init)"
+            return NEW, "new (registered init)"
         ok = _avg_kernel_init(conv, k, p)
     elif site.type == "conv":
         try:
@@ -566,26 +670,19 @@ def _preserve(
         except SiteError:
             ok = False
     else:
-        return f"new (registered init); function-preserving init not possible ({site.type} pooling is not linear)"
+        return NEW, f"new (registered init); function-preserving init not possible ({site.type} pooling is not linear)"
     if not ok:
-        return "new (registered init); the old window does not fit in the new kernel, no function-preserving init"
+        return NEW, "new (registered init); the old window does not fit in the new kernel, no function-preserving init"
     if _verify(orig, module, in_shape):
-        return "function-preserving (verified)"
-    return "preserving init (approximate: differs at the borders or in the padding rule)"
+        return PRESERVED, "function-preserving (verified)"
+    return APPROX, "preserving init (approximate: differs at the borders or in the padding rule)"
 
 
-def _plan_remove(
-    ana: Analysis,
-    site: Site,
-    rule: Rule,
-    orig: nn.Module,
-    in_shape: tuple[int, ...],
-    want: tuple[int, int],
-    touched: set[str],
-) -> _Plan:
+def _plan_remove(at: _At) -> _Plan:
     """``pool->remove+stride-prev``: find the conv that feeds the pool through elementwise layers only."""
-    chain, conv_path = _prev_conv(ana, site)
-    if conv_path in touched:
+    ana, site, want = at.ana, at.site, at.want
+    _, conv_path = _prev_conv(ana, site)
+    if conv_path in at.touched:
         raise SiteError(f"site {site.path}: the conv before it ({conv_path}) is already changed by another site")
     conv = ana.model.get_submodule(conv_path)
     s = _square(site, (site.stride, site.stride))
@@ -614,7 +711,7 @@ def _plan_remove(
         fit = (dh, dw)
         module = Fit(dh, dw, "replicate")
     note = f"removed; {conv_path} now stride {cs * s} (weights kept)"
-    return _Plan(site, rule, module, note, fit, extra={conv_path: new_conv}, extra_before={conv_path: conv})
+    return _Plan(site, at.rule, module, note, KEPT, fit, extra={conv_path: new_conv}, extra_before={conv_path: conv})
 
 
 def _prev_conv(ana: Analysis, site: Site) -> tuple[list[str], str]:
@@ -814,58 +911,38 @@ def _act_chain_sequential(ana: Analysis, site: Site) -> _ActChain:
     raise _NoChain(f"nothing follows {prev} in {parent_path or 'the model'}")
 
 
-def _plan_after_act(
-    ana: Analysis,
-    site: Site,
-    rule: Rule,
-    orig: nn.Module,
-    in_shape: tuple[int, ...],
-    want: tuple[int, int],
-    touched: set[str],
-    to_dev: Any,
-) -> _Plan:
+def _plan_after_act(at: _At) -> _Plan:
     """``conv->conv(s=1)+act+POOL`` (Zhang 2019): the conv at stride 1 (same weights), its norm and activation at
     full resolution, then POOL after the activation. Falls back to POOL right after the conv (the
     ``conv->conv(s=1)+POOL`` placement) with a warning when no conv -> [norm] -> activation chain follows.
     The activation module becomes ``Sequential(activation, POOL)`` when it is called once; a function call or
     a module called several times (torchvision's shared ``relu``) gets POOL inserted after it in the fx graph."""
+    site, rule = at.site, at.rule
     assert rule.spec is not None
-    conv1 = to_dev(_conv_at_stride1(site, orig))
+    conv1 = at.to_dev(_conv_at_stride1(site, at.orig))
     c = site.out_channels
-    down = to_dev(build_op(rule.spec, c, c, site.stride))
+    down = at.to_dev(build_op(rule.spec, c, c, site.stride))
     try:
-        ch = _act_chain(ana, site)
-        if ch.act in touched or (ch.node is not None and ch.node in touched):
+        ch = _act_chain(at.ana, site)
+        if ch.act in at.touched or (ch.node is not None and ch.node in at.touched):
             raise _NoChain(f"{ch.act} is already changed by another site")
-        x = torch.zeros(in_shape)
-        w = next(conv1.parameters())
-        y = _run(conv1, x.to(device=w.device, dtype=w.dtype))
-        z = y
-        for path, m in [*ch.mids, (ch.act, ch.act_mod)]:
-            try:
-                z = _run(m, z)
-            except Exception as e:  # noqa: BLE001 - e.g. a LayerNorm over (C, H, W) tied to the strided size
-                raise _NoChain(
-                    f"{path} does not run at the full resolution {tuple(y.shape)} ({type(e).__name__})"
-                ) from None
-            if z.shape != y.shape:
-                raise _NoChain(f"{path} changes the full-resolution shape {tuple(y.shape)} to {tuple(z.shape)}")
+        full = _full_resolution(at.in_shape, conv1, ch)
     except _NoChain as e:
-        module, fit = _fit(site, [conv1], down, in_shape, want, "replicate")
+        module, fit = at.fit([conv1], down, "replicate")
         return _Plan(
-            site, rule, module, f"weights kept; fallback: {rule.spec} right after the conv, before its norm ({e})", fit,
+            site, rule, module, f"weights kept; fallback: {rule.spec} right after the conv, before its norm ({e})",
+            KEPT, fit,
             warning=f"site {site.path}: Zhang's layout (downsampling after the activation) does not apply: {e}; "
             f"falling back to {rule.spec} right after the conv, before the norm (the conv->conv(s=1)+{rule.spec} "
             "placement) at this site",
         )  # fmt: skip
-    seq, fit = _fit(site, [conv1], down, in_shape, want, "replicate")
+    seq, fit = at.fit([conv1], down, "replicate")
     tail = list(seq.children())[1:]  # [Fit,] down
     post = tail[0] if len(tail) == 1 else nn.Sequential(*tail)
-    full = tuple(y.shape)
-    strided = ana.shapes[site.path][1]
+    strided = at.ana.shapes[site.path][1]
     assert strided is not None
-    cost_before = [(orig, in_shape), *((m, strided) for _, m in ch.mids), (ch.act_mod, strided)]
-    cost_after = [(conv1, in_shape), *((m, full) for _, m in ch.mids), (ch.act_mod, full), (post, full)]
+    cost_before = [(at.orig, at.in_shape), *((m, strided) for _, m in ch.mids), (ch.act_mod, strided)]
+    cost_after = [(conv1, at.in_shape), *((m, full) for _, m in ch.mids), (ch.act_mod, full), (post, full)]
     mids = [p for p, m in ch.mids if not isinstance(m, nn.Identity)]
     names = ", ".join(mids[:-1] + [f"{mids[-1]} and {ch.act}"]) if mids else ch.act
     after = f"{_describe(conv1)}; {_describe(post)} after {ch.act}"
@@ -878,16 +955,35 @@ def _plan_after_act(
         wrap = nn.Sequential(copy.deepcopy(ch.act_mod), post)
         wrap.training = ch.act_mod.training
         return _Plan(
-            site, rule, conv1, note, fit, extra={ch.act: wrap}, extra_before={ch.act: ch.act_mod},
+            site, rule, conv1, note, KEPT, fit, extra={ch.act: wrap}, extra_before={ch.act: ch.act_mod},
             resized=tuple(sorted(resized)), cost_before=cost_before, cost_after=cost_after, after=after,
         )  # fmt: skip
     if ch.act_is_module:
         resized.add(ch.act)
     note += f" ({ch.why_graph}: {_describe(post)} is inserted after this call in the fx graph)"
     return _Plan(
-        site, rule, conv1, note, fit, insert_after=ch.node, post=post, resized=tuple(sorted(resized)),
+        site, rule, conv1, note, KEPT, fit, insert_after=ch.node, post=post, resized=tuple(sorted(resized)),
         cost_before=cost_before, cost_after=cost_after, after=after,
     )  # fmt: skip
+
+
+def _full_resolution(in_shape: tuple[int, ...], conv1: nn.Module, ch: _ActChain) -> tuple[int, ...]:
+    """The shape of the stride-1 conv's output; its norm and activation must run on it and keep it (else
+    _NoChain says why)."""
+    x = torch.zeros(in_shape)
+    w = next(conv1.parameters())
+    y = _run(conv1, x.to(device=w.device, dtype=w.dtype))
+    z = y
+    for path, m in [*ch.mids, (ch.act, ch.act_mod)]:
+        try:
+            z = _run(m, z)
+        except Exception as e:  # noqa: BLE001 - e.g. a LayerNorm over (C, H, W) tied to the strided size
+            raise _NoChain(
+                f"{path} does not run at the full resolution {tuple(y.shape)} ({type(e).__name__})"
+            ) from None
+        if z.shape != y.shape:
+            raise _NoChain(f"{path} changes the full-resolution shape {tuple(y.shape)} to {tuple(z.shape)}")
+    return tuple(y.shape)
 
 
 # ------------------------------------------------------------------------------------------- public
@@ -921,33 +1017,65 @@ def convert_detailed(
     input_size: Iterable[int] = (3, 224, 224),
     *,
     strict: bool = True,
-    skip: str | Iterable[str] | None = None,
-    stages: int | str | Iterable[int] | None = None,
-    paths: str | Iterable[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
-    min_channels: int = 0,
-    init: str = "default",
     use_fx: bool = True,
     analysis: Analysis | None = None,
+    **select: Any,
 ) -> Conversion:
     """Apply ``policy`` to a copy of ``model`` and say what was done (see :func:`convert`).
 
-    ``analysis`` (from :func:`~poolstride.surgery.analyze` of this very model at this input size) saves
-    the probe when one model is converted under several policies."""
-    pol = parse_policy(
-        policy, skip=skip, stages=stages, paths=paths, exclude=exclude, min_channels=min_channels, init=init
-    )
+    ``select`` holds the selectors and the init mode of :func:`~poolstride.surgery.parse_policy` (``skip``,
+    ``stages``, ``paths``, ``exclude``, ``min_channels``, ``init``). ``analysis`` (from
+    :func:`~poolstride.surgery.analyze` of this very model at this input size) saves the probe when one model
+    is converted under several policies."""
+    pol = parse_policy(policy, **select)
     size = tuple(int(v) for v in input_size)
     if analysis is not None and analysis.model is model and tuple(analysis.input_size) == size:
         ana = analysis
     else:
         ana = analyze(model, size, use_fx=use_fx)
     chosen, skipped, warns = _select(ana, pol)
+    plans = _plan_all(ana, chosen, pol.init, strict, skipped, warns)
+    needs_graph = any(p.site.via == "fx" or p.insert_after is not None for p in plans)
+    if needs_graph:
+        new_model: nn.Module = _rewrite_graph(model, ana, plans)
+        warns.append(_graph_warning(model, plans))
+    else:
+        new_model = copy.deepcopy(model)
+        for p in plans:
+            for path, m in p.extra.items():
+                _set_module(new_model, path, m)
+            _set_module(new_model, p.site.path, p.module if p.module is not None else nn.Identity())
+    diff = _check_shapes(ana, new_model, plans)
+    changes = []
+    for p in plans:
+        changes.append(_change(ana, p))
+        if p.warning:
+            warns.append(p.warning)
+        if p.fit is not None:
+            warns.append(
+                f"site {p.site.path}: output size matched by an edge {'crop' if min(p.fit) < 0 else 'pad'} "
+                f"{p.fit} at input {'x'.join(map(str, ana.input_size))}; other input sizes may need a different fit"
+            )
+    for w in warns:
+        warnings.warn(w, SurgeryWarning, stacklevel=2)
+    return Conversion(new_model, pol, ana.input_size, ana.sites, changes, skipped, warns, needs_graph, ana.traced, diff)
+
+
+def _plan_all(
+    ana: Analysis,
+    chosen: list[tuple[Site, Rule]],
+    init: str,
+    strict: bool,
+    skipped: list[tuple[Site, str]],
+    warns: list[str],
+) -> list[_Plan]:
+    """The plans of the chosen sites, in order; a site left alone is added to ``skipped`` and ``warns``
+    (a rule that cannot apply raises SiteError when ``strict``)."""
     plans: list[_Plan] = []
     touched: set[str] = set()
     for site, rule in chosen:
         try:
-            p = _plan_site(ana, site, rule, pol.init, touched)
+            p = _plan_site(ana, site, rule, init, touched)
         except SiteError as e:
             if strict:
                 raise
@@ -963,55 +1091,40 @@ def convert_detailed(
         if p.insert_after is not None:
             touched.add(p.insert_after)
         plans.append(p)
+    return plans
 
-    needs_graph = any(p.site.via == "fx" or p.insert_after is not None for p in plans)
-    if needs_graph:
-        new_model: nn.Module = _rewrite_graph(model, ana, plans)
-        why = ["functional sites changed"] if any(p.site.via == "fx" for p in plans) else []
-        inserted = [p.site.path for p in plans if p.insert_after is not None]
-        if inserted:
-            why.append(f"downsampling inserted after a functional or shared activation ({', '.join(inserted)})")
-        warns.append(
-            f"{'; '.join(why)}: the result is a torch.fx GraphModule traced in "
-            f"{'training' if model.training else 'eval'} mode (Python branches on self.training are fixed to it)"
-        )
-    else:
-        new_model = copy.deepcopy(model)
-        for p in plans:
-            for path, m in p.extra.items():
-                _set_module(new_model, path, m)
-            _set_module(new_model, p.site.path, p.module if p.module is not None else nn.Identity())
 
-    diff = _check_shapes(ana, new_model, plans)
-    changes = []
-    for p in plans:
-        old = _original(ana, p.site)
-        before_p = _count(old) + sum(_count(m) for m in p.extra_before.values())
-        after_p = _count(p.module) + sum(_count(m) for m in p.extra.values()) + _count(p.post)
-        in_shape = ana.shapes[p.site.path][0] if p.site.via == "module" else ana.node_shapes[p.site.path][0]
-        cost_in: tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]] = (
-            [(old, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra_before.items())],
-            [(p.module, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra.items())],
-        )
-        if p.cost_before is not None and p.cost_after is not None:
-            cost_in = (p.cost_before, p.cost_after)
-        after = p.after or (_describe(p.module) if p.module is not None else "removed")
-        if p.rule.action == REMOVE:
-            after = "removed (stride -> " + ", ".join(p.extra) + ")"
-        if p.warning:
-            warns.append(p.warning)
-        changes.append(
-            Change(p.site, p.rule.text, after, before_p, after_p, p.init, p.fit, p.site.out_size,
-                   _cost_inputs=cost_in)  # type: ignore[arg-type]
-        )  # fmt: skip
-        if p.fit is not None:
-            warns.append(
-                f"site {p.site.path}: output size matched by an edge {'crop' if min(p.fit) < 0 else 'pad'} "
-                f"{p.fit} at input {'x'.join(map(str, ana.input_size))}; other input sizes may need a different fit"
-            )
-    for w in warns:
-        warnings.warn(w, SurgeryWarning, stacklevel=2)
-    return Conversion(new_model, pol, ana.input_size, ana.sites, changes, skipped, warns, needs_graph, ana.traced, diff)
+def _graph_warning(model: nn.Module, plans: list[_Plan]) -> str:
+    """Why the result is a GraphModule, and the training mode its Python branches were traced in."""
+    why = ["functional sites changed"] if any(p.site.via == "fx" for p in plans) else []
+    inserted = [p.site.path for p in plans if p.insert_after is not None]
+    if inserted:
+        why.append(f"downsampling inserted after a functional or shared activation ({', '.join(inserted)})")
+    return (
+        f"{'; '.join(why)}: the result is a torch.fx GraphModule traced in "
+        f"{'training' if model.training else 'eval'} mode (Python branches on self.training are fixed to it)"
+    )
+
+
+def _change(ana: Analysis, p: _Plan) -> Change:
+    """The record of one applied plan (parameter counts now, costs on demand)."""
+    old = _original(ana, p.site)
+    before_p = _count(old) + sum(_count(m) for m in p.extra_before.values())
+    after_p = _count(p.module) + sum(_count(m) for m in p.extra.values()) + _count(p.post)
+    in_shape = ana.shapes[p.site.path][0] if p.site.via == "module" else ana.node_shapes[p.site.path][0]
+    cost_in: tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]] = (
+        [(old, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra_before.items())],
+        [(p.module, in_shape), *((m, ana.shapes[k][0]) for k, m in p.extra.items())],
+    )
+    if p.cost_before is not None and p.cost_after is not None:
+        cost_in = (p.cost_before, p.cost_after)
+    after = p.after or (_describe(p.module) if p.module is not None else "removed")
+    if p.rule.action == REMOVE:
+        after = "removed (stride -> " + ", ".join(p.extra) + ")"
+    return Change(
+        p.site, p.rule.text, after, before_p, after_p, p.init, p.fit, p.site.out_size,
+        init_kind=p.init_kind, _cost_inputs=cost_in,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def convert(
@@ -1036,9 +1149,7 @@ def convert(
 
 
 def _rewrite_graph(model: nn.Module, ana: Analysis, plans: list[_Plan]) -> fx.GraphModule:
-    from .find import trace
-
-    gm, err = trace(copy.deepcopy(model))
+    gm, err = try_trace(copy.deepcopy(model))
     if gm is None:  # pragma: no cover - analyze() traced it already
         raise ModelError(f"cannot rewrite {type(model).__name__}: {err}")
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -1111,7 +1222,7 @@ def _check_shapes(ana: Analysis, new_model: nn.Module, plans: list[_Plan]) -> fl
                 f"after the conversion {path} outputs {tuple(after)} instead of {tuple(before)}; "
                 f"the change at site {culprit} breaks the shapes"
             )
-    t = _first_tensor(out)
+    t = first_tensor(out)
     if ana.output is not None and t is not None:
         if t.shape != ana.output.shape:
             raise SiteError(
@@ -1144,4 +1255,14 @@ def _culprit(ana: Analysis, plans: list[_Plan], path: str) -> str:
     return best
 
 
-__all__ = ["Change", "Conversion", "Fit", "FunctionalPool", "SurgeryWarning", "convert", "convert_detailed"]
+__all__ = [
+    "FORMAT",
+    "Change",
+    "Conversion",
+    "Fit",
+    "FunctionalPool",
+    "SiteStatus",
+    "SurgeryWarning",
+    "convert",
+    "convert_detailed",
+]

@@ -7,6 +7,8 @@ prints the table that docs/surgery.md quotes).
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 import time
 import warnings
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import PoolstrideError
+from ..extras import import_optional
 from .convert import convert_detailed
 from .find import analyze
 
@@ -122,8 +125,7 @@ def sweep(
 
 
 def torchvision_builders(names: Iterable[str] | None = None) -> dict[str, Callable[[], nn.Module]]:
-    from torchvision import models as tvm
-
+    tvm = import_optional("torchvision.models", "the coverage sweep")
     names = list(names) if names is not None else tvm.list_models(module=tvm)
 
     def make(n: str) -> Callable[[], nn.Module]:
@@ -134,7 +136,7 @@ def torchvision_builders(names: Iterable[str] | None = None) -> dict[str, Callab
 
 
 def timm_builders(names: Iterable[str]) -> dict[str, Callable[[], nn.Module]]:
-    import timm
+    timm = import_optional("timm", "the coverage sweep")
 
     def make(n: str) -> Callable[[], nn.Module]:
         return lambda: timm.create_model(n, pretrained=False)
@@ -163,9 +165,6 @@ def markdown(rows: Sequence[CoverageRow]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - a script
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(description="poolstride surgery coverage sweep")
     ap.add_argument("models", nargs="*", help="torchvision names (default: every classification model)")
     ap.add_argument("--timm", nargs="*", default=[], help="timm model names")

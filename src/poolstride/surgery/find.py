@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..analysis.trace import try_trace
 from ..errors import ModelError
 from ..models.shortcuts import match as _shortcut_match
 from ..models.site import DownsampleSite
@@ -121,28 +122,6 @@ class Analysis:
         raise KeyError(path)
 
 
-class _Tracer(fx.Tracer):
-    """fx tracer that keeps poolstride operators (and torch's own layers) as leaves."""
-
-    def __init__(self) -> None:
-        super().__init__(autowrap_functions=(_shortcut_match,))
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, Downsample) or super().is_leaf_module(m, module_qualified_name)
-
-
-def trace(model: nn.Module) -> tuple[fx.GraphModule | None, str | None]:
-    """Symbolically trace ``model``; returns (GraphModule, None) or (None, the reason it failed)."""
-    try:
-        tracer = _Tracer()
-        graph = tracer.trace(model)
-        name = type(model).__name__
-        return fx.GraphModule(tracer.root, graph, name), None
-    except Exception as e:  # noqa: BLE001 - any trace failure means "no graph"; the reason is reported
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return None, f"{type(e).__name__}: {msg[:200]}"
-
-
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the duration; every submodule's own training flag is restored afterwards (a plain
@@ -173,17 +152,17 @@ def probe_input(model: nn.Module, input_size: Iterable[int], seed: int = 0) -> t
     return x.to(device=device, dtype=dtype)
 
 
-def _first_tensor(obj: Any) -> torch.Tensor | None:
+def first_tensor(obj: Any) -> torch.Tensor | None:
     if isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, (tuple, list)):
         for o in obj:
-            t = _first_tensor(o)
+            t = first_tensor(o)
             if t is not None:
                 return t
     if isinstance(obj, dict):
         for o in obj.values():
-            t = _first_tensor(o)
+            t = first_tensor(o)
             if t is not None:
                 return t
     return None
@@ -204,7 +183,7 @@ def run_probe(
         def hook(mod: nn.Module, inp: Any, out: Any, name: str = name) -> None:
             if name in shapes:
                 return
-            ti, to = _first_tensor(inp), _first_tensor(out)
+            ti, to = first_tensor(inp), first_tensor(out)
             shapes[name] = (
                 tuple(ti.shape) if ti is not None else None,
                 tuple(to.shape) if to is not None else None,
@@ -364,6 +343,9 @@ def _hint(path: str, kinds: dict[str, str]) -> str | None:
     return None
 
 
+_Shapes = dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]]
+
+
 def analyze(model: nn.Module, input_size: Iterable[int] = (3, 224, 224), *, use_fx: bool = True) -> Analysis:
     """Find the sites of ``model`` at ``input_size`` (C, H, W) and record the probe's shapes."""
     if not isinstance(model, nn.Module):
@@ -379,16 +361,32 @@ def analyze(model: nn.Module, input_size: Iterable[int] = (3, 224, 224), *, use_
             f"the probe forward pass of {type(model).__name__} on a 1x{'x'.join(map(str, input_size))} input "
             f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         ) from e
-    out_t = _first_tensor(output)
-
-    gm, trace_error = trace(model) if use_fx else (None, "fx disabled")
-    node_shapes: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
+    gm, trace_error = try_trace(model) if use_fx else (None, "fx disabled")
+    node_shapes: _Shapes = {}
     if gm is not None:
         try:
             node_shapes = _node_shapes(gm, x)
         except Exception as e:  # noqa: BLE001 - a graph that traces but does not run: use the module walk
             gm, trace_error = None, f"traced graph does not run: {type(e).__name__}: {str(e)[:160]}"
+    raw = _module_rows(model, shapes, order)
+    if gm is not None:
+        raw += _functional_rows(gm, node_shapes)
+        short_paths = _order_by_graph(gm, raw)
+    else:
+        raw.sort(key=lambda r: r["order"])
+        short_paths = set()
+    if not raw and gm is None:
+        raise ModelError(
+            f"{type(model).__name__} has no module-level downsampling sites (strided convs or pooling layers) "
+            f"and cannot be traced by torch.fx ({trace_error}); poolstride cannot find its sites"
+        )
+    sites = _sites_of(raw, input_size, short_paths if gm is not None else None)
+    out_t = first_tensor(output)
+    return Analysis(model, input_size, sites, shapes, out_t, order, gm, trace_error, node_shapes)
 
+
+def _module_rows(model: nn.Module, shapes: _Shapes, order: list[str]) -> list[dict[str, Any]]:
+    """One row per downsampling module (the module walk; nothing below a registered operator)."""
     wrapper_kinds = _site_kind_of_wrapper(model)
     raw: list[dict[str, Any]] = []
     skip_under: list[str] = []
@@ -401,50 +399,48 @@ def analyze(model: nn.Module, input_size: Iterable[int] = (3, 224, 224), *, use_
         if d is None:
             continue
         typ, op, cin, cout, stride, k, params = d
-        shp = shapes.get(name)
         raw.append(
             dict(path=name, type=typ, op=op, cin=cin, cout=cout, stride=stride, kernel=k, params=params,
-                 shape=shp, via="module", order=order.index(name) if name in order else 10**9,
+                 shape=shapes.get(name), via="module", order=order.index(name) if name in order else 10**9,
                  hint=_hint(name, wrapper_kinds))
         )  # fmt: skip
+    return raw
 
-    short: set[str] = set()
-    if gm is not None:
-        short = shortcut_nodes(gm)
-        # functional pooling calls
-        order_by_node = {n.name: i for i, n in enumerate(gm.graph.nodes)}
-        module_pos = {str(n.target): i for i, n in enumerate(gm.graph.nodes) if n.op == "call_module"}
-        for n in gm.graph.nodes:
-            if n.op == "call_function" and n.target in _POOL_FUNCS:
-                a = _pool_call_args(n)
-                s, k = _pair(a["stride"])[0], _pair(a["kernel_size"])[0]
-                if s <= 1:
-                    continue
-                pad = _pair(a["padding"])[0]
-                desc = f"F.{a['type']}_pool2d({k}/{s}" + (f" p{pad}" if pad else "") + (
-                    " ceil" if a["ceil_mode"] else "") + ")"  # fmt: skip
-                raw.append(
-                    dict(path=n.name, type=a["type"], op=desc, cin=-1, cout=-1, stride=s, kernel=k, params=0,
-                         shape=node_shapes.get(n.name), via="fx", order=None, node_pos=order_by_node[n.name],
-                         hint=None)
-                )  # fmt: skip
-        # execution order from graph positions, so functional sites interleave correctly
-        for r in raw:
-            if r["via"] == "module":
-                r["node_pos"] = module_pos.get(r["path"], _ancestor_pos(r["path"], module_pos))
-        raw.sort(key=lambda r: (r["node_pos"] if r["node_pos"] is not None else 10**9, r["path"]))
-        short_paths = {str(n.target) if n.op == "call_module" else n.name for n in gm.graph.nodes if n.name in short}
-    else:
-        raw.sort(key=lambda r: r["order"])
-        short_paths = set()
 
-    if not raw and gm is None:
-        raise ModelError(
-            f"{type(model).__name__} has no module-level downsampling sites (strided convs or pooling layers) "
-            f"and cannot be traced by torch.fx ({trace_error}); poolstride cannot find its sites"
-        )
+def _functional_rows(gm: fx.GraphModule, node_shapes: _Shapes) -> list[dict[str, Any]]:
+    """One row per strided functional pooling call of the fx graph."""
+    order_by_node = {n.name: i for i, n in enumerate(gm.graph.nodes)}
+    raw: list[dict[str, Any]] = []
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target in _POOL_FUNCS:
+            a = _pool_call_args(n)
+            s, k = _pair(a["stride"])[0], _pair(a["kernel_size"])[0]
+            if s <= 1:
+                continue
+            pad = _pair(a["padding"])[0]
+            desc = f"F.{a['type']}_pool2d({k}/{s}" + (f" p{pad}" if pad else "") + (
+                " ceil" if a["ceil_mode"] else "") + ")"  # fmt: skip
+            raw.append(
+                dict(path=n.name, type=a["type"], op=desc, cin=-1, cout=-1, stride=s, kernel=k, params=0,
+                     shape=node_shapes.get(n.name), via="fx", order=None, node_pos=order_by_node[n.name],
+                     hint=None)
+            )  # fmt: skip
+    return raw
 
-    # sizes and stages
+
+def _order_by_graph(gm: fx.GraphModule, raw: list[dict[str, Any]]) -> set[str]:
+    """Sort ``raw`` by graph position (so functional sites interleave correctly); the paths on a shortcut."""
+    module_pos = {str(n.target): i for i, n in enumerate(gm.graph.nodes) if n.op == "call_module"}
+    for r in raw:
+        if r["via"] == "module":
+            r["node_pos"] = module_pos.get(r["path"], _ancestor_pos(r["path"], module_pos))
+    raw.sort(key=lambda r: (r["node_pos"] if r["node_pos"] is not None else 10**9, r["path"]))
+    short = shortcut_nodes(gm)
+    return {str(n.target) if n.op == "call_module" else n.name for n in gm.graph.nodes if n.name in short}
+
+
+def _sites_of(raw: list[dict[str, Any]], input_size: tuple[int, ...], short_paths: set[str] | None) -> list[Site]:
+    """The sites of the ordered rows: kinds (``short_paths`` None: shortcuts by name), stem, sizes, stages."""
     executed = [r for r in raw if r["shape"] is not None and r["shape"][0] is not None]
     heights = sorted({r["shape"][0][-2] for r in executed}, reverse=True)
     sites: list[Site] = []
@@ -457,7 +453,7 @@ def analyze(model: nn.Module, input_size: Iterable[int] = (3, 224, 224), *, use_
         cout = r["cout"] if r["cout"] > 0 else (out_shape[1] if out_shape and len(out_shape) == 4 else cin)
         kind = r["hint"]
         if kind is None:
-            on_short = r["path"] in short_paths if gm is not None else _name_says_shortcut(r["path"])
+            on_short = r["path"] in short_paths if short_paths is not None else _name_says_shortcut(r["path"])
             if on_short:
                 kind = SHORTCUT
             elif r["type"] in ("max", "avg", "lp") or (r["type"] not in ("conv",) and cin == cout and r["params"] == 0):
@@ -483,7 +479,7 @@ def analyze(model: nn.Module, input_size: Iterable[int] = (3, 224, 224), *, use_
                 via=r["via"], params=r["params"], order=i,
             )
         )  # fmt: skip
-    return Analysis(model, input_size, sites, shapes, out_t, order, gm, trace_error, node_shapes)
+    return sites
 
 
 def _ancestor_pos(path: str, module_pos: dict[str, int]) -> int | None:
@@ -508,7 +504,7 @@ def _node_shapes(
     class _Interp(fx.Interpreter):
         def run_node(self, n: fx.Node) -> Any:
             res = super().run_node(n)
-            to = _first_tensor(res)
+            to = first_tensor(res)
             outs[n.name] = tuple(to.shape) if to is not None else None
             ins = [outs.get(a.name) for a in n.all_input_nodes]
             out[n.name] = (next((i for i in ins if i is not None), None), outs[n.name])
@@ -529,4 +525,4 @@ def sites(model: nn.Module, input_size: Iterable[int] = (3, 224, 224)) -> list[S
     return analyze(model, input_size).sites
 
 
-__all__ = ["CONV", "KINDS", "POOL", "SHORTCUT", "STEM", "Analysis", "Site", "analyze", "sites", "trace"]
+__all__ = ["CONV", "KINDS", "POOL", "SHORTCUT", "STEM", "Analysis", "Site", "analyze", "sites"]

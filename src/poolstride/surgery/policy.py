@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SpecError
+from ..ops import get_info
 from ..spec import OpSpec, parse
 from .find import CONV, KINDS, POOL, SHORTCUT, STEM, Site
 
@@ -234,8 +235,6 @@ def _post_spec(text: str) -> OpSpec:
         if t.endswith(",)"):
             t = t[:-2] + ")"
     spec = parse(t)
-    from ..ops import get_info
-
     if get_info(spec.name).cls.can_change_channels(spec):
         raise _bad(f"{text!r} after a stride-1 original must keep channels (a pool or blur), not {spec.name}")
     return spec

@@ -11,38 +11,18 @@ again with the same policy (conversion is deterministic), load the weights with 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ModelError, PoolstrideError
-
-if TYPE_CHECKING:
-    from .convert import Conversion
-
-FORMAT = "poolstride-converted/1"
-
-
-def make_recipe(
-    conv: Conversion, model: str | None = None, model_kwargs: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    from .. import __version__
-
-    return {
-        "format": FORMAT,
-        "poolstride_version": __version__,
-        "torch_version": torch.__version__.split("+")[0],
-        "model": model,
-        "model_kwargs": dict(model_kwargs or {}),
-        "input_size": list(conv.input_size),
-        **conv.policy.to_dict(),
-        "strict": not any(why.startswith("unsupported") for _, why in conv.skipped),
-        "graph_rewritten": conv.graph_rewritten,
-        "changed_sites": [c.site.path for c in conv.changes],
-    }
+from ..resolve import resolve
+from .convert import FORMAT, Conversion, convert_detailed
+from .policy import Policy
 
 
 def _build_base(recipe: dict[str, Any]) -> nn.Module:
@@ -50,23 +30,16 @@ def _build_base(recipe: dict[str, Any]) -> nn.Module:
     if not name:
         raise ModelError("the recipe names no model; pass builder= to rebuild it")
     kwargs = recipe.get("model_kwargs") or {}
-    from ..resolve import resolve
-
     return resolve(name, kwargs).model
 
 
 def rebuild(recipe: dict[str, Any], builder: Callable[[], nn.Module] | None = None) -> nn.Module:
     """The converted model of ``recipe`` with freshly initialised weights (load a state dict into it)."""
-    from .convert import convert_detailed
-    from .policy import Policy
-
     if recipe.get("format") != FORMAT:
         raise PoolstrideError(
             f"not a poolstride converted-model recipe (format {recipe.get('format')!r}, want {FORMAT})"
         )
     base = builder() if builder is not None else _build_base(recipe)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         conv = convert_detailed(
@@ -79,7 +52,7 @@ def save_converted(
     conv: Conversion, path: str | Path, model: str | None = None, model_kwargs: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Write ``conv``'s weights and recipe to ``path`` (and the recipe alone to ``path`` + ``.json``)."""
-    recipe = make_recipe(conv, model, model_kwargs)
+    recipe = conv.recipe(model, model_kwargs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in conv.model.state_dict().items()}
@@ -103,4 +76,4 @@ def load_converted(path: str | Path, builder: Callable[[], nn.Module] | None = N
     return model
 
 
-__all__ = ["FORMAT", "load_converted", "make_recipe", "rebuild", "save_converted"]
+__all__ = ["FORMAT", "load_converted", "rebuild", "save_converted"]

@@ -27,6 +27,7 @@ from .engine import (
 )
 from .evaluate import evaluate, shift_consistency
 from .recipe import RECIPES, Recipe, RecipeError, get_recipe, recipe_names
+from .single import SingleRun, default_run_dir, plan_single, train_single
 
 __all__ = [
     "RECIPES",
@@ -37,11 +38,14 @@ __all__ = [
     "RunError",
     "RunSpec",
     "SimpleDataset",
+    "SingleRun",
     "auto_threads",
+    "default_run_dir",
     "evaluate",
     "get_recipe",
     "load_dataset",
     "lr_factor",
+    "plan_single",
     "read_result",
     "recipe_names",
     "resolve_device",
@@ -51,4 +55,5 @@ __all__ = [
     "static_cost",
     "synthetic",
     "train_run",
+    "train_single",
 ]

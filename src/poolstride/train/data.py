@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import data as data_mod
 from ..errors import DataError
 
 
@@ -76,8 +77,6 @@ def load_dataset(dataset: Any, data_dir: str | None = None, download: bool = Fal
     if not isinstance(dataset, str):
         check_dataset(dataset)
         return dataset
-    from .. import data as data_mod
-
     ds = data_mod.load(dataset, data_dir=data_dir, download=download, **opts)
     check_dataset(ds)
     return ds

@@ -17,20 +17,24 @@ import io as _io
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import __version__
+from ..analysis import inspect
 from ..errors import PoolstrideError
 from ..ops import Downsample
-from ..results.io import clean_json, save_torch, write_json, write_text
+from ..results import schema
+from ..results.io import ResultFileError, clean_json, read_json, save_torch, utc_now, write_json, write_text
+from ..surgery.find import eval_mode
 from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
 from .data import DeviceData
@@ -102,7 +106,7 @@ _COST_CACHE: dict[str, dict[str, Any]] = {}
 def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None = None) -> dict[str, Any]:
     """params / MACs / other ops / activation bytes / receptive field / training-step MACs, and the per-site
     costs, from one :func:`poolstride.analysis.inspect` pass at batch 1 (the numbers ``poolstride cost`` prints);
-    parameters only if the analysis fails (``cost_source`` says so)."""
+    parameters only if the analysis fails (``cost_source`` says so, and a warning says why)."""
     if key is not None and key in _COST_CACHE:
         return dict(_COST_CACHE[key])
     out: dict[str, Any] = {
@@ -117,11 +121,6 @@ def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None =
         "cost_source": "params-only",
     }
     try:
-        import warnings
-
-        from ..analysis import inspect
-        from ..surgery.find import eval_mode
-
         with eval_mode(model), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rep = inspect(model, tuple(input_size), batch=1)
@@ -130,8 +129,11 @@ def static_cost(model: nn.Module, input_size: tuple[int, ...], key: str | None =
         out.update(rf=t.get("rf"), jump=t.get("jump"), train_step_macs=(t.get("train_step") or {}).get("macs"))
         out["cost_source"] = "poolstride.analysis"
         out["sites"] = _site_costs(rep)
-    except Exception as e:  # analysis must never kill a training run
+    except Exception as e:  # noqa: BLE001 - analysis must never kill a training run; say so instead
         out["cost_source"] = f"params-only (analysis failed: {type(e).__name__}: {e})"
+        warnings.warn(
+            f"static cost: parameters only, the analysis failed ({type(e).__name__}: {e})", RuntimeWarning, stacklevel=2
+        )
     if key is not None:
         _COST_CACHE[key] = dict(out)
     return out
@@ -325,10 +327,6 @@ def _latency_ms(model: nn.Module, input_size: tuple[int, ...], device: torch.dev
     return 1000.0 * times[len(times) // 2]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def run_config(
     spec: RunSpec, recipe: Recipe, dataset_name: str, device: torch.device | str, built: Built | None = None
 ) -> dict[str, Any]:
@@ -336,7 +334,7 @@ def run_config(
     starts from, so that a resume in another process can prove it rebuilt the same model."""
     v = spec.variant
     cfg: dict[str, Any] = {
-        "schema": "poolstride.runconfig/1",
+        "schema": schema.RUNCONFIG,
         "variant": v.name,
         "model": v.model,
         "downsample": v.downsample,
@@ -370,9 +368,9 @@ def _check_or_write_config(rdir: Path, cfg: dict[str, Any]) -> None:
         write_json(cpath, cfg)
         return
     try:
-        old = json.loads(cpath.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{cpath} is corrupted ({e}); move the run directory away to restart it") from None
+        old = read_json(cpath, "run config")
+    except ResultFileError as e:
+        raise RunError(f"{cpath} is corrupted ({e.detail}); move the run directory away to restart it") from None
     new = json.loads(json.dumps(cfg, default=str))
     a, b = _comparable(old), _comparable(new)
     if a == b:
@@ -428,6 +426,40 @@ def build_model(spec: RunSpec, num_classes: int, input_size: tuple[int, ...]) ->
     return build(spec.variant, num_classes, input_size)
 
 
+@dataclass
+class _Training:
+    """One run being trained: what :func:`train_run`'s phases share."""
+
+    spec: RunSpec
+    recipe: Recipe
+    dev: torch.device
+    info: dist_mod.DistInfo
+    data: DeviceData
+    rdir: Path | None
+    cb: Callback
+    model: nn.Module
+    cfg: dict[str, Any]
+    cost: dict[str, Any]
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    fwd: nn.Module | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    train_time: float = 0.0
+    images: int = 0
+    grad_norm: float = float("nan")
+    per_layer: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run directory (the only process, or rank 0 under DDP)."""
+        return self.rdir is not None and self.info.is_main
+
+    @property
+    def ckpt_path(self) -> Path | None:
+        return self.rdir / "checkpoint.pt" if self.rdir is not None else None
+
+
 def train_run(
     spec: RunSpec,
     dataset: Any,
@@ -444,29 +476,51 @@ def train_run(
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     info = dist_info or dist_mod.DistInfo()
     dev = resolve_device(device, info)
-    cb = callback or (lambda event, **kw: None)
-    ds_name = str(getattr(dataset, "name", "dataset"))
     if data is None or data.device != dev or data.channels_last != recipe.channels_last:
         data = DeviceData(dataset, dev, recipe.train_subset, recipe.test_subset, recipe.channels_last)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    ds_name = str(getattr(dataset, "name", "dataset"))
+    tr = _setup(spec, recipe, dev, info, data, _prepare_run_dir(run_dir, info), ds_name, callback)
+    reason = _train_epochs(tr)
+    dist_mod.barrier(info)
+    result = _result(tr, reason, ds_name)
+    if tr.main and tr.rdir is not None:
+        write_json(tr.rdir / "result.json", result)
+    tr.cb("end", result=result)
+    return result
+
+
+def _prepare_run_dir(run_dir: str | Path | None, info: dist_mod.DistInfo) -> Path | None:
     rdir = Path(run_dir) if run_dir is not None else None
-    main = info.is_main
-    if rdir is not None and main:
+    if rdir is not None and info.is_main:
         try:
             rdir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunError(f"cannot create run directory {rdir}: {e.strerror or e}") from None
         if (rdir / "study.json").exists():
             raise RunError(f"{rdir} is a study directory (poolstride compare), not a run; use another --out")
+    return rdir
 
-    # ---- model -------------------------------------------------------------------------------------------
+
+def _setup(
+    spec: RunSpec,
+    recipe: Recipe,
+    dev: torch.device,
+    info: dist_mod.DistInfo,
+    data: DeviceData,
+    rdir: Path | None,
+    ds_name: str,
+    callback: Callback | None,
+) -> _Training:
+    """Build the model (seeded), write or check the run config, measure the static cost, place the model, make the
+    optimizer, resume from the checkpoint if there is one, and wrap the model for compile and DDP."""
     built = build_model(spec, data.num_classes, data.input_size)
     model = built.model
     cfg = run_config(spec, recipe, ds_name, dev, built)
-    if rdir is not None and main:
+    if rdir is not None and info.is_main:
         _check_or_write_config(rdir, cfg)
     dist_mod.barrier(info)
     obj_id = id(spec.variant.obj) if spec.variant.obj is not None else None  # two instances, one class name
@@ -480,148 +534,154 @@ def train_run(
     opt = make_optimizer(model, recipe, dev)
     # fp16 autocast (older GPUs, or amp="fp16") needs loss scaling; bf16 and fp32 do not (disabled: a no-op)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype(dev, recipe.amp) == torch.float16)
-
-    start_epoch, history, train_time, images = 0, [], 0.0, 0
-    ckpt_path = rdir / "checkpoint.pt" if rdir is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ck = _load_checkpoint(ckpt_path)
-        try:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            if scaler.is_enabled() and ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise RunError(f"{ckpt_path} does not fit this run ({str(e)[:120]}); delete it to restart") from None
-        start_epoch = int(ck["epoch"])
-        history = list(ck.get("history", []))
-        train_time = float(ck.get("train_time", 0.0))
-        images = int(ck.get("images", 0))
-        if main and rdir is not None:
-            _write_metrics(rdir, history)  # drop anything written after the checkpoint
-
+    tr = _Training(spec, recipe, dev, info, data, rdir, callback or _ignore, model, cfg, cost, opt, scaler)
+    if tr.ckpt_path is not None and tr.ckpt_path.exists():
+        _resume(tr, tr.ckpt_path)
     fwd: nn.Module = model
     if recipe.compile:
         fwd = torch.compile(model)  # type: ignore[assignment]
     if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         fwd = DDP(fwd, device_ids=[dev.index] if dev.type == "cuda" else None)
+    tr.fwd = fwd
+    return tr
 
+
+def _ignore(event: str, **kw: Any) -> None:
+    """The callback of a run nobody watches."""
+
+
+def _resume(tr: _Training, ckpt_path: Path) -> None:
+    """Load model, optimizer, scaler and progress from the run's checkpoint."""
+    ck = _load_checkpoint(ckpt_path)
+    try:
+        tr.model.load_state_dict(ck["model"])
+        tr.opt.load_state_dict(ck["optimizer"])
+        if tr.scaler.is_enabled() and ck.get("scaler"):
+            tr.scaler.load_state_dict(ck["scaler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise RunError(f"{ckpt_path} does not fit this run ({str(e)[:120]}); delete it to restart") from None
+    tr.start_epoch = int(ck["epoch"])
+    tr.history = list(ck.get("history", []))
+    tr.train_time = float(ck.get("train_time", 0.0))
+    tr.images = int(ck.get("images", 0))
+    if tr.main and tr.rdir is not None:
+        _write_metrics(tr.rdir, tr.history)  # drop anything written after the checkpoint
+
+
+def _train_epochs(tr: _Training) -> str | None:
+    """The epoch loop: train, evaluate when due, checkpoint; the reason the run failed, or None."""
+    recipe, data, info = tr.recipe, tr.data, tr.info
     gb = min(recipe.batch_size, data.n_train)
     if gb % info.world:
         raise PoolstrideError(f"batch size {gb} is not divisible by the number of processes {info.world}")
     spe = data.steps_per_epoch(gb)
-    total = spe * recipe.epochs
-    cb("start", epochs=recipe.epochs, start_epoch=start_epoch, steps_per_epoch=spe, spec=spec)
-
+    tr.cb("start", epochs=recipe.epochs, start_epoch=tr.start_epoch, steps_per_epoch=spe, spec=tr.spec)
     reason: str | None = None
-    grad_norm, per_layer = float("nan"), dict[str, float]()
-    model.train()
-    for epoch in range(start_epoch, recipe.epochs):
-        seed_e = spec.seed * 1_000_003 + epoch * 7919 + 17
-        torch.manual_seed(seed_e + 2)  # dropout & co.
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
-        lr = recipe.lr
-        for s, (xb, yb) in enumerate(
-            data.train_batches(seed_e, gb, recipe.augment, recipe.crop_padding, recipe.flip, info.rank, info.world)
-        ):
-            lr = recipe.lr * lr_factor(recipe, epoch * spe + s, total, spe)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with autocast_ctx(dev, recipe.amp):
-                out = fwd(xb)
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=recipe.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if scaler.is_enabled():
-                scaler.unscale_(opt)  # true gradients for the norms (and any clipping)
-            if s == spe - 1:
-                grad_norm, per_layer = _grad_norms(model)
-            scaler.step(opt)
-            scaler.update()
-            ld = loss.detach()
-            loss_sum += ld.double() * len(yb)
-            correct += (out.detach().argmax(1) == yb).sum()
-            seen += len(yb)
-            if (s + 1) % CHECK_EVERY == 0:
-                v = float(ld)
-                if dist_mod.any_flag(not math.isfinite(v) or v > recipe.divergence_loss, info):
-                    reason = _diverged(v, recipe, epoch, s)
-                    break
-            cb("step", epoch=epoch, step=s + 1, steps_per_epoch=spe)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        dt = time.perf_counter() - t0
-        train_time += dt
-        tot = dist_mod.all_sum(
-            torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=dev).double()]), info
-        )
-        images += int(tot[2])
-        tr_loss = float(tot[0] / tot[2].clamp_min(1))
-        tr_acc = 100.0 * float(tot[1] / tot[2].clamp_min(1))
-        if reason is None and (not math.isfinite(tr_loss) or tr_loss > recipe.divergence_loss):
-            reason = _diverged(tr_loss, recipe, epoch, None)
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": tr_loss,
-            "train_acc": tr_acc,
-            "test_loss": None,
-            "test_acc": None,
-            "lr": lr,
-            "time": round(dt, 4),
-            "grad_norm": grad_norm,
-        }
+    tr.model.train()
+    for epoch in range(tr.start_epoch, recipe.epochs):
+        row, reason = _train_epoch(tr, epoch, gb, spe)
         if reason is None and ((epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs):
-            ev = evaluate(model, data, recipe.eval_batch_size, recipe.amp)
+            ev = evaluate(tr.model, data, recipe.eval_batch_size, recipe.amp)
             row["test_loss"], row["test_acc"] = ev["loss"], ev["acc"]
             if not math.isfinite(ev["loss"]):
                 reason = f"test loss became NaN at epoch {epoch + 1}"
-        history.append(clean_json(row))
+        tr.history.append(clean_json(row))
         if reason is not None:
-            if main and rdir is not None:
-                _write_metrics(rdir, history)
+            if tr.main and tr.rdir is not None:
+                _write_metrics(tr.rdir, tr.history)
             break
-        if main and rdir is not None and ckpt_path is not None:
-            save_torch(
-                ckpt_path,
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                    "history": history,
-                    "train_time": train_time,
-                    "images": images,
-                    "rng": {"torch": torch.get_rng_state()},
-                    "config": cfg,
-                },
-            )
-            _write_metrics(rdir, history)
-        cb("epoch", **row)
-    dist_mod.barrier(info)
+        if tr.main and tr.rdir is not None:
+            _save_checkpoint(tr, epoch)
+            _write_metrics(tr.rdir, tr.history)
+        tr.cb("epoch", **row)
+    return reason
 
+
+def _train_epoch(tr: _Training, epoch: int, gb: int, spe: int) -> tuple[dict[str, Any], str | None]:
+    """One epoch of training steps; its metrics row (no test numbers yet) and the reason it diverged, or None."""
+    recipe, dev, info, opt, scaler = tr.recipe, tr.dev, tr.info, tr.opt, tr.scaler
+    assert tr.fwd is not None
+    reason: str | None = None
+    seed_e = tr.spec.seed * 1_000_003 + epoch * 7919 + 17
+    torch.manual_seed(seed_e + 2)  # dropout & co.
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    lr = recipe.lr
+    batches = tr.data.train_batches(seed_e, gb, recipe.augment, recipe.crop_padding, recipe.flip, info.rank, info.world)
+    for s, (xb, yb) in enumerate(batches):
+        lr = recipe.lr * lr_factor(recipe, epoch * spe + s, spe * recipe.epochs, spe)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with autocast_ctx(dev, recipe.amp):
+            out = tr.fwd(xb)
+            loss = F.cross_entropy(out.float(), yb, label_smoothing=recipe.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if scaler.is_enabled():
+            scaler.unscale_(opt)  # true gradients for the norms (and any clipping)
+        if s == spe - 1:
+            tr.grad_norm, tr.per_layer = _grad_norms(tr.model)
+        scaler.step(opt)
+        scaler.update()
+        ld = loss.detach()
+        loss_sum += ld.double() * len(yb)
+        correct += (out.detach().argmax(1) == yb).sum()
+        seen += len(yb)
+        if (s + 1) % CHECK_EVERY == 0:
+            v = float(ld)
+            if dist_mod.any_flag(not math.isfinite(v) or v > recipe.divergence_loss, info):
+                reason = _diverged(v, recipe, epoch, s)
+                break
+        tr.cb("step", epoch=epoch, step=s + 1, steps_per_epoch=spe)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    dt = time.perf_counter() - t0
+    tr.train_time += dt
+    tot = dist_mod.all_sum(
+        torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=dev).double()]), info
+    )
+    tr.images += int(tot[2])
+    tr_loss = float(tot[0] / tot[2].clamp_min(1))
+    tr_acc = 100.0 * float(tot[1] / tot[2].clamp_min(1))
+    if reason is None and (not math.isfinite(tr_loss) or tr_loss > recipe.divergence_loss):
+        reason = _diverged(tr_loss, recipe, epoch, None)
+    row = {"epoch": epoch + 1, "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": None, "test_acc": None,
+           "lr": lr, "time": round(dt, 4), "grad_norm": tr.grad_norm}  # fmt: skip
+    return row, reason
+
+
+def _save_checkpoint(tr: _Training, epoch: int) -> None:
+    assert tr.ckpt_path is not None
+    save_torch(
+        tr.ckpt_path,
+        {
+            "epoch": epoch + 1,
+            "model": tr.model.state_dict(),
+            "optimizer": tr.opt.state_dict(),
+            "scaler": tr.scaler.state_dict() if tr.scaler.is_enabled() else None,
+            "history": tr.history,
+            "train_time": tr.train_time,
+            "images": tr.images,
+            "rng": {"torch": torch.get_rng_state()},
+            "config": tr.cfg,
+        },
+    )
+
+
+def _result(tr: _Training, reason: str | None, ds_name: str) -> dict[str, Any]:
+    """The run's ``result.json`` record; for a run that did not fail, its final accuracy, loss,
+    shift-consistencies, latency and gradient flow."""
+    spec, recipe, cfg, cost, data, dev = tr.spec, tr.recipe, tr.cfg, tr.cost, tr.data, tr.dev
+    train_time, images = tr.train_time, tr.images
     result: dict[str, Any] = {
-        "schema": "poolstride.run/1",
-        "variant": spec.name,
-        "seed": spec.seed,
-        "status": "ok" if reason is None else "failed",
-        "reason": reason,
-        "model": spec.variant.model,
-        "downsample": cfg["downsample"],
-        "policy": spec.variant.policy,
-        "site": spec.variant.site,
-        "init_sha256": cfg["init_sha256"],
-        "adaptations": cfg["adaptations"],
-        "optimizer_groups": cfg["optimizer_groups"],
-        "dataset": ds_name,
-        "epochs": recipe.epochs,
-        "recipe": recipe.name,
-        "acc": None,
-        "loss": None,
-        "shift_consistency": None,
+        "schema": schema.RUN, "variant": spec.name, "seed": spec.seed,
+        "status": "ok" if reason is None else "failed", "reason": reason,
+        "model": spec.variant.model, "downsample": cfg["downsample"], "policy": spec.variant.policy,
+        "site": spec.variant.site, "init_sha256": cfg["init_sha256"], "adaptations": cfg["adaptations"],
+        "optimizer_groups": cfg["optimizer_groups"], "dataset": ds_name, "epochs": recipe.epochs,
+        "recipe": recipe.name, "acc": None, "loss": None, "shift_consistency": None,
         "shift_consistency_circular": None,
         "shift": {"max_shift": recipe.shift_max, "padding": recipe.shift_padding, "pairs": recipe.shift_pairs,
                   "images": min(recipe.shift_images or len(data.x_test), len(data.x_test))},
@@ -635,37 +695,35 @@ def train_run(
             if train_time > 0 and cost.get("train_step_macs")
             else None
         ),
-        "peak_rss_mb": peak_rss_mb(),
-        "device": str(dev),
-        "world_size": info.world,
+        "peak_rss_mb": peak_rss_mb(), "device": str(dev), "world_size": tr.info.world,
         "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "precision": precision_name(dev, recipe.amp),
-        "gradflow": None,
-        "history": history,
-        "finished": None,
-        "poolstride": __version__,
+        "precision": precision_name(dev, recipe.amp), "gradflow": None, "history": tr.history,
+        "finished": None, "poolstride": __version__,
     }  # fmt: skip
     if reason is None:
-        last = history[-1] if history else {}
-        if last.get("test_acc") is None:  # resumed after the last epoch: evaluate again
-            ev = evaluate(model, data, recipe.eval_batch_size, recipe.amp)
-            last = {"test_acc": ev["acc"], "test_loss": ev["loss"]}
-        result["acc"], result["loss"] = last["test_acc"], last["test_loss"]
-        for key, pad in (("shift_consistency", recipe.shift_padding), ("shift_consistency_circular", "circular")):
-            result[key] = shift_consistency(
-                model, data, recipe.shift_max, pad, recipe.shift_pairs, recipe.shift_images,
-                recipe.eval_batch_size, recipe.amp,
-            )  # fmt: skip
-        result["latency_ms"] = round(_latency_ms(model, data.input_size, dev, recipe.channels_last), 4)
-        if per_layer:
-            result["gradflow"] = {"layers": list(per_layer), "grad_norm": list(per_layer.values()),
-                                  "when": "last step of the last epoch trained in this process"}  # fmt: skip
-    result["finished"] = _now()
-    result = clean_json(result)
-    if main and rdir is not None:
-        write_json(rdir / "result.json", result)
-    cb("end", result=result)
-    return result
+        _final_evaluation(tr, result)
+    result["finished"] = utc_now()
+    return dict(clean_json(result))
+
+
+def _final_evaluation(tr: _Training, result: dict[str, Any]) -> None:
+    """Accuracy and loss (of the last epoch, or evaluated again after a resume past it), shift-consistencies,
+    latency and the gradient flow of the last step, into ``result``."""
+    model, data, recipe = tr.model, tr.data, tr.recipe
+    last = tr.history[-1] if tr.history else {}
+    if last.get("test_acc") is None:  # resumed after the last epoch: evaluate again
+        ev = evaluate(model, data, recipe.eval_batch_size, recipe.amp)
+        last = {"test_acc": ev["acc"], "test_loss": ev["loss"]}
+    result["acc"], result["loss"] = last["test_acc"], last["test_loss"]
+    for key, pad in (("shift_consistency", recipe.shift_padding), ("shift_consistency_circular", "circular")):
+        result[key] = shift_consistency(
+            model, data, recipe.shift_max, pad, recipe.shift_pairs, recipe.shift_images,
+            recipe.eval_batch_size, recipe.amp,
+        )  # fmt: skip
+    result["latency_ms"] = round(_latency_ms(model, data.input_size, tr.dev, recipe.channels_last), 4)
+    if tr.per_layer:
+        result["gradflow"] = {"layers": list(tr.per_layer), "grad_norm": list(tr.per_layer.values()),
+                              "when": "last step of the last epoch trained in this process"}  # fmt: skip
 
 
 def _diverged(v: float, recipe: Recipe, epoch: int, step: int | None) -> str:
@@ -676,13 +734,14 @@ def _diverged(v: float, recipe: Recipe, epoch: int, step: int | None) -> str:
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``result.json`` (``poolstride.run/1``); None when the run has not finished."""
     p = Path(run_dir) / "result.json"
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{p} is corrupted ({e}); move it away to re-run this run") from None
+        return dict(read_json(p, "run result"))
+    except ResultFileError as e:
+        raise RunError(f"{p} is corrupted ({e.detail}); move it away to re-run this run") from None
 
 
 __all__ = [
