@@ -89,7 +89,7 @@ def test_statement_says_when_seeds_cannot_separate() -> None:
 def test_pareto_front() -> None:
     pts = [("a", 1.0, 70.0), ("b", 2.0, 72.0), ("c", 2.0, 71.0), ("d", 3.0, 72.0), ("e", None, 99.0), ("f", 1.0, 70.0)]
     assert pareto.front(pts) == ["a", "f", "b"]
-    res = pareto.analyse(
+    res = pareto.analyze(
         [
             {"name": "a", "acc_mean": 70.0, "macs": 10, "params": 5, "latency_ms": None},
             {"name": "b", "acc_mean": 69.0, "macs": 12, "params": 4, "latency_ms": 1.0},

@@ -128,3 +128,12 @@ def test_mean_ci_is_clipped_to_the_range_of_the_quantity():
     assert common.fmt_mean_ci(d, 1).endswith(", 100.0] (n=3)")
     r = common.describe({0: 0.05, 1: 0.9, 2: 0.2})  # a ratio: clipped at 0, not at 100
     assert r["ci"][0] < 0 and common.fmt_mean_ci(r, 3, (0.0, None)).startswith("0.383 [0.000, ")
+
+
+def test_paper_recipe_keeps_its_own_name() -> None:
+    """A budget whose recipe dict has a ``name`` (he2016-cifar) builds (it once clashed with get_recipe's base)."""
+    from poolstride.reproduce.resnet_shortcuts import HE_CIFAR
+    from poolstride.reproduce.training import budget_recipe
+
+    rec = budget_recipe("fast", HE_CIFAR, {"epochs": 82})
+    assert rec.name == "he2016-cifar" and rec.epochs == 82 and rec.milestones == (41, 62)

@@ -156,3 +156,12 @@ def test_imagenet_net_on_small_data_warns_with_map_sizes():
     assert w is not None and "final feature map is 1x1" in w and "32x32 -> 16x16 -> 8x8" in w
     tiny = parse_entry("default", "tiny")
     assert feature_map_warning(tiny, build(tiny, 10, (3, 32, 32)).model, (3, 32, 32)) is None
+
+
+def test_a_name_may_hold_a_plus_sign() -> None:
+    """The mishkin-pooling arm ``max+avg=mixed(...)`` is NAME=ENTRY (it once failed as an unparsable spec)."""
+    v = parse_entry("max+avg=mixed(alpha=0.5,k=3)", "tiny")
+    assert v.name == "max+avg"
+    assert "mixed" in v.to_dict()["downsample"]
+    # a policy whose action holds both '+' and '=' is still not a name
+    assert parse_entry("conv->conv(s=1)+blur(size=4)", "tiny").name == "conv->conv(s=1)+blur(size=4)"

@@ -114,10 +114,10 @@ def study_alias(
             except (RuntimeError, OSError, KeyError, ValueError) as e:
                 entry["note"] = f"cannot rebuild or load: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
             runs.append(entry)
-    return {"study": str(d), "input_size": list(size), "runs": runs, "summary": summarise_study(runs)}
+    return {"study": str(d), "input_size": list(size), "runs": runs, "summary": summarize_study(runs)}
 
 
-def summarise_study(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize_study(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and std (over seeds) of each (variant, site) alias ratio and shift std."""
     acc: dict[tuple[str, str], dict[str, Any]] = {}
     for r in runs:
@@ -290,6 +290,6 @@ __all__ = [  # the operator analysis, then the sites of models and studies
     "save_figure",
     "study_alias",
     "study_markdown",
-    "summarise_study",
+    "summarize_study",
     "variant_consistency",
 ]

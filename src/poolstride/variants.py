@@ -128,7 +128,7 @@ def is_builtin(model: str) -> bool:
     return model.split(":", 1)[0].strip().lower() in models.names()
 
 
-_NAMED = re.compile(r"^\s*([A-Za-z0-9_.\- ]+?)\s*=(?!>)(.*)$", re.S)
+_NAMED = re.compile(r"^\s*([A-Za-z0-9_.+\- ]+?)\s*=(?!>)(.*)$", re.S)
 
 
 def _selectors(text: str) -> tuple[dict[str, Any], str]:
@@ -172,7 +172,7 @@ def expand_op(spec: Any) -> str:
     return f"pool->{s}; conv->conv(s=1)+{post}"
 
 
-def _normalise(text: str) -> str:
+def _normalize(text: str) -> str:
     return re.sub(r"\s*(->|\+|;|,|=|\(|\)|\[|\])\s*", r"\1", text.strip())
 
 
@@ -184,7 +184,7 @@ def parse_entry(entry: str, model: str, model_kwargs: Mapping[str, Any] | None =
         name, entry = m.group(1).strip(), m.group(2).strip()
         if not name or not entry:
             raise SpecError(f"bad variant {entry!r}; expected NAME=ENTRY")
-    text = _normalise(entry)
+    text = _normalize(entry)
     builtin = is_builtin(model)
     kw = dict(model_kwargs or {})
     if text.lower() in (DEFAULT, "base", "as-is"):  # base / as-is: the cost command's older spelling

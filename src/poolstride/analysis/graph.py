@@ -62,13 +62,13 @@ class TMeta:
         return self.shape[-2], self.shape[-1]
 
 
-def summarise(v: Any) -> Any:
+def summarize(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return TMeta(tuple(v.shape), v.dtype, v.element_size())
     if isinstance(v, (tuple, list)):
-        return type(v)(summarise(x) for x in v)
+        return type(v)(summarize(x) for x in v)
     if isinstance(v, dict):
-        return {k: summarise(x) for k, x in v.items()}
+        return {k: summarize(x) for k, x in v.items()}
     if isinstance(v, torch.Size):
         return tuple(v)
     return v
@@ -143,7 +143,7 @@ def _capture_inner(sink: Callable[[Inner], None], model: nn.Module) -> Iterator[
 
     def hook(mod: nn.Module, inp: Any, out: Any) -> None:
         if id(mod) in mine and isinstance(mod, _CONV_TYPES) and inp and isinstance(inp[0], torch.Tensor):
-            sink(Inner(mod, summarise(inp[0]), summarise(out)))
+            sink(Inner(mod, summarize(inp[0]), summarize(out)))
 
     h = nn.modules.module.register_module_forward_hook(hook)
     try:
@@ -200,7 +200,7 @@ def _operator_allocations(model: nn.Module, sink: Callable[[nn.Module, list[TMet
         mode.depth -= 1
         if mode.depth == 0:
             result = {id(t) for t in _tensors(out)}
-            temps = [summarise(t) for t in mode.found if id(t) not in result]
+            temps = [summarize(t) for t in mode.found if id(t) not in result]
             mode.found.clear()
             sink(mod, temps)
 
@@ -255,7 +255,7 @@ class _Recorder(fx.Interpreter):
                 result = super().call_module(target, args, kwargs)
             if self._temps is not None:
                 done = {id(t) for t in _tensors(result)}
-                self._temps.extend(summarise(t) for t in mode.found if id(t) not in done)
+                self._temps.extend(summarize(t) for t in mode.found if id(t) not in done)
             return result
         return super().call_module(target, args, kwargs)
 
@@ -269,7 +269,7 @@ class _Recorder(fx.Interpreter):
             self.temps[n] = self._temps
         self._cur = None
         self._temps = None
-        self.values[n] = summarise(result)
+        self.values[n] = summarize(result)
         return result
 
 
@@ -412,11 +412,11 @@ def _walk(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Step], s
             return
         if depth[0] > 0:
             if isinstance(mod, _CONV_TYPES) and inp and isinstance(inp[0], torch.Tensor):
-                inner_stack[-1].append(Inner(mod, summarise(inp[0]), summarise(out)))
+                inner_stack[-1].append(Inner(mod, summarize(inp[0]), summarize(out)))
             depth[0] -= 1
             if depth[0] == 0:
                 calls.append(
-                    (mod, summarise(inp[0]) if inp else None, summarise(out), inner_stack.pop(), temps.pop(id(mod), []))
+                    (mod, summarize(inp[0]) if inp else None, summarize(out), inner_stack.pop(), temps.pop(id(mod), []))
                 )
 
     execution = "meta"

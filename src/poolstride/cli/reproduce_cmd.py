@@ -52,7 +52,7 @@ def _progress(event: str, **kw: Any) -> None:
         acc = r.get("acc")
         msg = f"acc {acc:.2f}%" if isinstance(acc, (int, float)) else f"{r.get('status')}: {r.get('reason')}"
         err_console.print(f"    -> {msg} in {r.get('train_time_s')} s", markup=False, highlight=False)
-    elif event in ("gradflow", "analyse"):
+    elif event in ("gradflow", "analyze"):
         err_console.print(
             "  " + event + " " + " ".join(f"{k}={v}" for k, v in kw.items()), markup=False, highlight=False
         )

@@ -256,7 +256,7 @@ def _pareto_fronts(variants: list[dict[str, Any]]) -> dict[str, Any]:
         for v in variants
         if v["n"] > 0
     ]
-    fronts = _pareto.analyse(pareto_rows)
+    fronts = _pareto.analyze(pareto_rows)
     for v in variants:
         v["pareto"] = {axis: v["name"] in fronts[axis]["front"] for axis in fronts}
     return fronts

@@ -30,7 +30,7 @@ def front(points: Sequence[tuple[str, float | None, float | None]]) -> list[str]
     return [name for _, _, name in sorted(keep)]
 
 
-def analyse(rows: Sequence[dict[str, Any]], value_key: str = "acc_mean") -> dict[str, dict[str, Any]]:
+def analyze(rows: Sequence[dict[str, Any]], value_key: str = "acc_mean") -> dict[str, dict[str, Any]]:
     """For each cost axis: the front, the variants left out for a missing cost, and who dominates whom.
 
     ``rows`` are dicts with ``name``, ``value_key`` and the cost keys of :data:`COST_AXES`.

@@ -60,13 +60,13 @@ class Style:
 
     def __init__(self, variants: list[str], baseline: str) -> None:
         order = [baseline] + [v for v in variants if v != baseline]
-        self.colour = {baseline: OKABE_ITO[0]}
+        self.color = {baseline: OKABE_ITO[0]}
         self.marker = {baseline: MARKERS[0]}
         self.linestyle = {baseline: "-"}
         self.hatch: dict[str, str | None] = {baseline: "//"}
         n = len(OKABE_ITO) - 1
         for j, v in enumerate(order[1:]):
-            self.colour[v] = OKABE_ITO[1 + j % n]
+            self.color[v] = OKABE_ITO[1 + j % n]
             self.marker[v] = MARKERS[1 + j % (len(MARKERS) - 1)]
             self.linestyle[v] = ["-", "--", ":", "-."][(j // n) % 4]
             self.hatch[v] = [None, "..", "xx", "--"][(j // n) % 4]
@@ -165,9 +165,9 @@ def pareto_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str,
                 [y],
                 yerr=yerr,
                 fmt=style.marker[name],
-                color=style.colour[name],
-                mfc=style.colour[name] if on else "white",
-                mec=style.colour[name],
+                color=style.color[name],
+                mfc=style.color[name] if on else "white",
+                mec=style.color[name],
                 ms=8 if on else 6,
                 mew=1.5,
                 capsize=3,
@@ -230,9 +230,9 @@ def curves_figure(study: Study, data: dict[str, Any], style: Style, outdir: Path
             if s is None:
                 continue
             ep, mean, lo, hi = s
-            ax.plot(ep, mean, color=style.colour[name], ls=style.linestyle[name], label=_label(name))
+            ax.plot(ep, mean, color=style.color[name], ls=style.linestyle[name], label=_label(name))
             if (hi > lo).any():
-                ax.fill_between(ep, lo, hi, color=style.colour[name], alpha=0.18, lw=0)
+                ax.fill_between(ep, lo, hi, color=style.color[name], alpha=0.18, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
@@ -289,14 +289,14 @@ def gradflow_figure(study: Study, style: Style, outdir: Path) -> dict[str, Any] 
         ax.plot(
             x,
             mean,
-            color=style.colour[name],
+            color=style.color[name],
             ls=style.linestyle[name],
             marker=style.marker[name],
             ms=4,
             label=_label(name),
         )
         if (hi > lo).any():
-            ax.fill_between(x, lo, hi, color=style.colour[name], alpha=0.15, lw=0)
+            ax.fill_between(x, lo, hi, color=style.color[name], alpha=0.15, lw=0)
     positive = all((v[1] > 0).all() for v in per.values())
     if positive:
         _log_y(ax)
@@ -340,7 +340,7 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
             x[i] - (w / 2 if has_circ else 0),
             s["mean"],
             w,
-            color=style.colour[v["name"]],
+            color=style.color[v["name"]],
             hatch=style.hatch[v["name"]],
             edgecolor="white" if v["name"] != base else "#666666",
             yerr=yerr,
@@ -355,7 +355,7 @@ def shift_figure(data: dict[str, Any], style: Style, outdir: Path) -> dict[str, 
                 x[i] + w / 2,
                 sc["mean"],
                 w,
-                color=style.colour[v["name"]],
+                color=style.color[v["name"]],
                 alpha=0.45,
                 yerr=yerr2,
                 capsize=3,
@@ -570,7 +570,7 @@ def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None
             d = m["diff_mean"]
             if d is None:
                 continue
-            colour, marker, _ = VERDICT_STYLE[r["verdict"] if key == "acc" else site_verdict(m.get("verdict"))]
+            color, marker, _ = VERDICT_STYLE[r["verdict"] if key == "acc" else site_verdict(m.get("verdict"))]
             ci = m["ci"]
             xerr = _err(d, ci)
             ax.errorbar(
@@ -578,9 +578,9 @@ def per_site_figure(data: dict[str, Any], outdir: Path) -> dict[str, Any] | None
                 [i],
                 xerr=xerr,
                 fmt=marker,
-                color=colour,
-                mfc=colour if ci else "white",
-                mec=colour,
+                color=color,
+                mfc=color if ci else "white",
+                mec=color,
                 ms=7,
                 mew=1.5,
                 capsize=3,

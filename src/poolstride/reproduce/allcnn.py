@@ -93,7 +93,7 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     variants = [variant_name(f, v) for f in families for v in VARIANTS]
     mopts = dict(req.spec.get("model_options") or {})
     t = req.train(f"allcnn-{families[0]}", variants, recipe, mopts)
-    return summarise(t, families, req.budget, float(req.options["margin"]))
+    return summarize(t, families, req.budget, float(req.options["margin"]))
 
 
 COLUMNS = [
@@ -181,7 +181,7 @@ def _family_checks(family: str, claims: Claims, margin: float) -> tuple[Check, C
     return worst, equal, over_base
 
 
-def summarise(t: Training, families: list[str], budget: str, margin: float) -> Reproduction:
+def summarize(t: Training, families: list[str], budget: str, margin: float) -> Reproduction:
     claims = Claims(t.per_seed("acc"), SOURCE, t.floor)
     rows = [row for f in families for row in _rows(t, f, claims)]
     worst, equal, over_base = zip(*(_family_checks(f, claims, margin) for f in families), strict=True)
@@ -215,4 +215,4 @@ def _mean(d: dict[int, float]) -> float:
     return sum(d.values()) / len(d)
 
 
-__all__ = ["BUDGETS", "NAME", "TITLE", "VARIANTS", "run", "summarise"]
+__all__ = ["BUDGETS", "NAME", "TITLE", "VARIANTS", "run", "summarize"]

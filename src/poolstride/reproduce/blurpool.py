@@ -98,7 +98,7 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     model = str(req.options["model"]).strip().lower()
     models.get_entry(model)
     t = req.train(model, variant_list(sizes), req.recipe())
-    return summarise(t, model, sizes, req.budget, float(req.options["margin"]))
+    return summarize(t, model, sizes, req.budget, float(req.options["margin"]))
 
 
 def _consistent(cons: Claims, acc: Claims, a: str, b: str, claim: str) -> Check:
@@ -182,7 +182,7 @@ def _checks(t: Training, sizes: list[int], margin: float) -> list[Check]:
     return checks
 
 
-def summarise(t: Training, model: str, sizes: list[int], budget: str, margin: float) -> Reproduction:
+def summarize(t: Training, model: str, sizes: list[int], budget: str, margin: float) -> Reproduction:
     basis = f"paper budget: He et al. 2016 CIFAR recipe, {PAPER_EPOCHS} epochs x {PAPER_N_TRAIN} images per run"
     est = t.estimate(PAPER_EPOCHS, PAPER_N_TRAIN, basis)
     notes = t.notes()
@@ -195,4 +195,4 @@ def summarise(t: Training, model: str, sizes: list[int], budget: str, margin: fl
     return t.result(NAME, TITLE, t.budget(budget, what, model=model, sizes=sizes), found)
 
 
-__all__ = ["BUDGETS", "NAME", "TITLE", "run", "summarise", "variant_list"]
+__all__ = ["BUDGETS", "NAME", "TITLE", "run", "summarize", "variant_list"]

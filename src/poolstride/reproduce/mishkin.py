@@ -58,7 +58,7 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
     else:
         fields.pop("lr", None)  # the All-CNN quick lr is tuned for All-CNN; ResNets keep the recipe's
     t = req.train(model, variants, req.recipe(fields), model_options)
-    return summarise(t, model, req.budget, float(req.options["margin"]), model_options)
+    return summarize(t, model, req.budget, float(req.options["margin"]), model_options)
 
 
 TABLE_NOTE = "paper: Mishkin et al. 2017 [P]; ours: CIFAR-scale, same recipe for every arm. Only directions compare."
@@ -96,7 +96,7 @@ def _checks(acc: Claims, margin: float) -> list[Check]:
     return checks
 
 
-def summarise(
+def summarize(
     t: Training, model: str, budget: str, margin: float, model_options: dict[str, Any] | None = None
 ) -> Reproduction:
     acc = Claims(t.per_seed("acc"), SOURCE, t.floor)
@@ -115,4 +115,4 @@ def summarise(
     return t.result(NAME, TITLE, t.budget(budget, what, model=model), found)
 
 
-__all__ = ["ARMS", "NAME", "TITLE", "run", "summarise"]
+__all__ = ["ARMS", "NAME", "TITLE", "run", "summarize"]

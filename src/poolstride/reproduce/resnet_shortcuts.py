@@ -164,7 +164,7 @@ def run(budget: str = "quick", **kwargs: Any) -> Reproduction:
                 cb("gradflow", depth=d, shortcut=s, seed=seed)
                 gf.setdefault(vname(d, s), {})[seed] = gradflow_at_init(t.dataset, d, s, seed)
     t.wall_s = timer.seconds
-    return summarise(t, depths, shortcuts, gf, budget)
+    return summarize(t, depths, shortcuts, gf, budget)
 
 
 ACC_COLUMNS = [
@@ -279,7 +279,7 @@ def _checks(
     return checks
 
 
-def summarise(t: Training, depths: list[int], shortcuts: list[str], gf: GradFlow, budget: str) -> Reproduction:
+def summarize(t: Training, depths: list[int], shortcuts: list[str], gf: GradFlow, budget: str) -> Reproduction:
     tables = [_acc_table(t, depths, shortcuts, t.per_seed("acc"))]
     log_gf: dict[str, dict[int, float]] = {}
     if gf:
@@ -299,4 +299,4 @@ def summarise(t: Training, depths: list[int], shortcuts: list[str], gf: GradFlow
     return t.result(NAME, TITLE, t.budget(budget, what, depths=depths, shortcuts=shortcuts), found)
 
 
-__all__ = ["BUDGETS", "NAME", "TITLE", "gradflow_at_init", "run", "summarise"]
+__all__ = ["BUDGETS", "NAME", "TITLE", "gradflow_at_init", "run", "summarize"]

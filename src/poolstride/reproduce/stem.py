@@ -59,7 +59,7 @@ def _is_stem_layer(name: str) -> bool:
     return head in STEM_PREFIXES
 
 
-def analyse(model_name: str, stem: str, size: int = 224) -> dict[str, Any]:
+def analyze(model_name: str, stem: str, size: int = 224) -> dict[str, Any]:
     """Static figures of one (model, stem): stem MACs/other ops/params/RF/jump, whole-model totals."""
     model = models.build(model_name, stem=stem)
     rep = inspect(model, (3, size, size))
@@ -103,7 +103,7 @@ def _slower(a: dict[str, Any], b: dict[str, Any], key: str, claim: str, source: 
     return Check(claim, source, UNSURE, detail + " (ranges overlap)")
 
 
-Rows = dict[tuple[str, str], dict[str, Any]]  # (model, stem) -> analyse() (+ _latency()) figures
+Rows = dict[tuple[str, str], dict[str, Any]]  # (model, stem) -> analyze() (+ _latency()) figures
 COLUMNS = [
     "stem",
     "layers",
@@ -149,8 +149,8 @@ def run(
     rows: Rows = {}
     for mn in model_names:
         for stem in STEMS:
-            cb("analyse", model=mn, stem=stem)
-            r = analyse(mn, stem, size)
+            cb("analyze", model=mn, stem=stem)
+            r = analyze(mn, stem, size)
             if opts["latency"]:
                 r.update(_latency(mn, stem, size, repeats))
             rows[(mn, stem)] = r
@@ -257,4 +257,4 @@ def _checks(mn: str, rows: Rows, latency: bool) -> list[Check]:
     return checks
 
 
-__all__ = ["NAME", "STEMS", "TITLE", "analyse", "run", "stem_module"]
+__all__ = ["NAME", "STEMS", "TITLE", "analyze", "run", "stem_module"]

@@ -5,6 +5,7 @@ finished study read back into a :class:`~poolstride.reproduce.common.Reproductio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -160,7 +161,9 @@ def budget_recipe(base: str | Any, budget_defaults: dict[str, Any], overrides: d
         scale = user["epochs"] / fields["epochs"]  # keep the step schedule's shape when shortened
         fields["milestones"] = tuple(max(1, round(m * scale)) for m in fields["milestones"])
     fields.update(user)
-    return get_recipe(base, **fields)
+    name = fields.pop("name", None)  # the recipe's own name (he2016-cifar), not get_recipe's base argument
+    rec = get_recipe(base, **fields)
+    return dataclasses.replace(rec, name=name) if name else rec
 
 
 @dataclass
