@@ -172,6 +172,15 @@ def test_every_module_imports_first() -> None:
     assert not failed, "\n".join(failed)
 
 
+def test_import_poolstride_is_light() -> None:
+    """``import poolstride`` loads no torch (the entry points load on first use); ``poolstride.parse`` works."""
+    import subprocess
+
+    code = "import sys, poolstride; assert 'torch' not in sys.modules; print(poolstride.parse('conv(k=5)'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "conv(k=5)"
+
+
 def test_cycle_finder_finds_a_cycle() -> None:
     edges = [("a", "b", True, 1), ("b", "c", False, 1), ("c", "a", True, 1), ("c", "d", True, 1)]
     assert cycles(edges) == [["a", "b", "c"]]

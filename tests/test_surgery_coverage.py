@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 
-from poolstride.surgery.coverage import MAIN_POLICIES, check_model, markdown, sweep
+from poolstride.surgery.coverage import MAIN_POLICIES, check_coverage, markdown, sweep
 
 tvm = pytest.importorskip("torchvision.models")
 
@@ -36,7 +36,7 @@ HAS_SHORTCUTS = {"resnet18", "resnet50", "regnet_y_400mf"}
 
 def _check(name: str, model: torch.nn.Module, pools: bool, shortcuts: bool) -> None:
     with torch.no_grad():
-        rows = {r.policy: r for r in check_model(name, model)}
+        rows = {r.policy: r for r in check_coverage(name, model)}
     assert set(rows) == set(MAIN_POLICIES)
     for r in rows.values():
         assert r.status != "unsupported", f"{name} {r.policy}: {r.reason}"

@@ -10,11 +10,12 @@ import os as _os
 # training measured on 2 busy cores); must be set before torch is first imported.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .errors import DataError, ModelError, PoolstrideError, SiteError, SpecError
-from .spec import OpSpec, parse
+from typing import TYPE_CHECKING
 
-# Registers the operators: parse() validates against the schemas they declare.
-from . import ops as _ops  # noqa: E402,F401  # isort: skip
+from .errors import DataError, ModelError, PoolstrideError, SiteError, SpecError
+
+if TYPE_CHECKING:
+    from .spec import OpSpec, parse
 
 __all__ = [
     "DataError",
@@ -27,8 +28,10 @@ __all__ = [
     "parse",
 ]
 
-# Heavy entry points load on first use, so that `import poolstride` stays light.
-_LAZY = {"inspect": "poolstride.analysis", "profile": "poolstride.analysis", "gradflow": "poolstride.analysis"}
+# Heavy entry points load on first use, so that `import poolstride` stays light (no torch). `parse` comes through
+# `poolstride.ops`: importing it registers the operators whose schemas parse() validates against.
+_LAZY = {"parse": "poolstride.ops", "OpSpec": "poolstride.spec"}
+_LAZY |= {"inspect": "poolstride.analysis", "profile": "poolstride.analysis", "gradflow": "poolstride.analysis"}
 _LAZY.update(sites="poolstride.surgery", convert="poolstride.surgery")
 _LAZY.update(compare="poolstride.study")
 

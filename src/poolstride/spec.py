@@ -140,7 +140,13 @@ def _schema(name: str) -> Sequence[Param]:
     try:
         return _SCHEMAS[name]
     except KeyError:
-        raise SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_SCHEMAS)}") from None
+        raise _unknown(name) from None
+
+
+def _unknown(name: str) -> SpecError:
+    if not _SCHEMAS:  # poolstride.spec used on its own: the operators register on import of poolstride.ops
+        return SpecError(f"unknown operator {name!r}: no operator is registered yet; import poolstride.ops first")
+    return SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_known_names())}")
 
 
 def _known_names() -> list[str]:
@@ -151,7 +157,7 @@ def make(name: str, /, **kwargs: Value) -> OpSpec:
     """Build a validated :class:`OpSpec` from Python values."""
     name = name.strip().lower()
     if name not in _known_names():
-        raise SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_known_names())}")
+        raise _unknown(name)
     schema = list(_schema(name))
     by_name = {p.name: p for p in schema}
     values: dict[str, Value] = {}
@@ -194,7 +200,7 @@ def parse(text: str | OpSpec) -> OpSpec:
     if not _NAME.match(name):
         raise SpecError(f"bad operator name {name!r}")
     if name not in _known_names():
-        raise SpecError(f"unknown operator {name!r}; valid operators: {', '.join(_known_names())}")
+        raise _unknown(name)
     kwargs: dict[str, Value] = {}
     schema = list(_schema(name))
     for i, arg in enumerate(_split_args(name, body or "")):

@@ -21,7 +21,8 @@ from . import diffstride as _diffstride  # noqa: F401
 from . import aps as _aps  # noqa: F401  (aps, lps)
 
 # isort: on
+from ..spec import parse  # noqa: E402 - valid once the operators above are registered (poolstride.parse)
 from . import registry as _registry
 from .registry import *  # noqa: F403 - the registry's API is the package's
 
-__all__ = list(_registry.__all__)
+__all__ = [*_registry.__all__, "parse"]

@@ -19,7 +19,7 @@ from .core import (
     parse_seeds,
     parse_shard,
 )
-from .store import StudyError, acquire_lock, ci95, release_lock, status, summarize, write_summary
+from .store import StudyError, acquire_lock, ci95, release_lock, status, summarize_study, write_summary
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -37,6 +37,6 @@ __all__ = [
     "release_lock",
     "run_dir_of",
     "status",
-    "summarize",
+    "summarize_study",
     "write_summary",
 ]

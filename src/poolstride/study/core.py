@@ -57,7 +57,14 @@ from . import provenance
 from .launch import LAUNCHERS, parse_params, submit
 from .render import StudyProgress, summary_table
 from .runner import Todo, run_todo, write_report_safely
-from .store import DEFINITION_KEYS, StudyError, create_or_check_study, definition_entry, load_study, write_summary
+from .store import (
+    DEFINITION_KEYS,
+    StudyError,
+    create_or_check_study,
+    definition_entry,
+    read_existing_study,
+    write_summary,
+)
 from .tensorboard import TensorBoardLogger
 from .workers import parse_jobs, resolve_jobs, run_parallel
 
@@ -480,7 +487,7 @@ def _replay(o: StudyOptions) -> StudyOptions:
     src = o.from_study
     assert src is not None
     sd = Path(src)
-    old = load_study(sd, "--from")
+    old = read_existing_study(sd, "--from")
     if o.out is None:
         raise StudyError("--from needs --out: a replay goes into a new directory")
     if Path(o.out).resolve() == sd.resolve():

@@ -77,7 +77,7 @@ def _describe(key: str, old: Any, new: Any) -> str:
     return f"{key} {old!r} vs {new!r}"
 
 
-def load_study(study_dir: str | Path, what: str | None = None) -> dict[str, Any]:
+def read_existing_study(study_dir: str | Path, what: str | None = None) -> dict[str, Any]:
     """study.json of an existing study, for :func:`status` and the replays (``what``: the option that named the
     directory, e.g. ``--from``); a missing, unreadable or foreign one is a :class:`StudyError`."""
     sd = Path(study_dir)
@@ -193,7 +193,7 @@ def status(study_dir: str | Path) -> dict[str, Any]:
     within the last 6 h (its lock is refreshed when it is created; a longer run on another host is still counted).
     A lock of a dead process on this host counts as ``pending`` (it will be taken over)."""
     sd = Path(study_dir)
-    study = load_study(sd)
+    study = read_existing_study(sd)
     rows, running = [], []
     totals = {"done": 0, "failed": 0, "running": 0, "pending": 0}
     for v in study["variants"]:
@@ -258,7 +258,7 @@ def _variant_row(v: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, 
     return row
 
 
-def summarize(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_study(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
     """The study summary (``poolstride.summary/1``) from the result files on disk."""
     sd = Path(study_dir)
     if study is None:
@@ -296,7 +296,7 @@ def summarize(study_dir: str | Path, study: dict[str, Any] | None = None) -> dic
 def write_summary(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rebuild ``summary.json`` and ``summary.csv`` (one row a run) from the result files; returns the summary."""
     sd = Path(study_dir)
-    summ = summarize(sd, study)
+    summ = summarize_study(sd, study)
     tio.write_json(sd / "summary.json", summ)
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -57,7 +57,7 @@ def _short(msg: str, n: int = 240) -> str:
     return msg if len(msg) <= n else msg[: n - 3] + "..."
 
 
-def check_model(
+def check_coverage(
     name: str,
     model: nn.Module,
     policies: Sequence[str] = MAIN_POLICIES,
@@ -119,7 +119,7 @@ def sweep(
         except Exception as e:  # noqa: BLE001 - a constructor that fails is reported, not fatal
             rows += [CoverageRow(name, p, "unsupported", reason=_short(f"constructor failed: {e}")) for p in policies]
             continue
-        rows += check_model(name, model, policies, **kw)
+        rows += check_coverage(name, model, policies, **kw)
         del model
     return rows
 
