@@ -224,7 +224,12 @@ _METHOD_COUNTERS: dict[str, Counter] = {}
 
 def register_counter(module_type: type[nn.Module], handler: Counter) -> None:
     """Count the calls of ``module_type`` (and its subclasses that have no counter of their own) with
-    ``handler(module, node) -> NodeRule | None`` (fvcore-style); replaces an existing counter of that type."""
+    ``handler(module, node) -> NodeRule | None`` (fvcore-style); replaces an existing counter of that type.
+
+    A counter applies where the module is one node of the traced graph: a poolstride operator (a ``Downsample``
+    subclass) or one of ``torch.nn``'s own layers (the fx leaf rule of :mod:`poolstride.analysis.trace`). A user's
+    own ``nn.Module`` (even a subclass of a torch layer) is traced through and counted by the operations inside it,
+    so a counter registered for it is not called."""
     _MODULE_COUNTERS[module_type] = handler
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-SI_SUFFIXES = ((1e9, "G"), (1e6, "M"), (1e3, "k"))
+SI_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
 def fmt_number(x: Any, digits: int = 2, unit: str = "", *, missing: str = "n/a") -> str:
@@ -57,9 +57,13 @@ def fmt_count(x: Any, digits: int = 3, *, style: CountStyle = "sig", missing: st
     if x is None:
         return missing
     x = float(x)
-    for div, suffix in SI_SUFFIXES:
+    for i, (div, suffix) in enumerate(SI_SUFFIXES):
         if abs(x) >= div:
-            return _mantissa(x / div, digits, style) + suffix
+            m = _mantissa(x / div, digits, style)
+            if abs(float(m)) >= 1000 and i > 0:  # 999,999 rounds to 1000k: write it as 1M
+                div, suffix = SI_SUFFIXES[i - 1]
+                m = _mantissa(x / div, digits, style)
+            return m + suffix
     return f"{x:g}" if style == "plain" else f"{x:.0f}"
 
 
