@@ -18,15 +18,52 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import alias as _signal
-from .analysis.alias import *  # noqa: F403 - the operator analysis is part of this API
-from .analysis.alias import DEFAULT_FREQS, AliasResult, analyze_module, fold, site_size
+from .analysis.alias import (  # the operator analysis, re-exported: it is part of this API
+    BLUR_SIZES,
+    DEFAULT_FREQS,
+    DEFINITION,
+    SUBSAMPLE,
+    AliasResult,
+    Filter,
+    Grid,
+    Measured,
+    Runner,
+    Subsample,
+    analyze,
+    analyze_module,
+    analyze_op,
+    build_op,
+    canonical,
+    default_specs,
+    effective_filter,
+    fold,
+    frequency_grid,
+    is_circular,
+    is_linear,
+    measure,
+    operators_document,
+    periodic_pad,
+    ratio,
+    shift_sensitivity,
+    sinusoids,
+    split_specs,
+)
 from .errors import PoolstrideError
 from .resolve import add_study_import_path
 from .results.study import StudyFileError, read_study
 from .surgery import sites
 from .variants import Variant, slugify
 from .variants import build as build_variant
+
+
+def site_size(in_size: Sequence[int] | None, stride: int, max_size: int) -> int | None:
+    """The square canvas a site is probed on: its input side (the smaller), capped at ``max_size``, rounded down to
+    a multiple of the stride; None when that leaves less than 4x4 outputs."""
+    if not in_size:
+        return None
+    n = min(int(in_size[0]), int(in_size[-1]), max_size)
+    n -= n % stride
+    return n if n // max(stride, 1) >= 4 else None
 
 
 def model_alias(
@@ -283,11 +320,39 @@ def model_document(name: str, input_size: Sequence[int], checkpoint: Any, rows: 
 
 
 __all__ = [  # the operator analysis, then the sites of models and studies
-    *_signal.__all__,
+    "BLUR_SIZES",
+    "DEFAULT_FREQS",
+    "DEFINITION",
+    "SUBSAMPLE",
+    "AliasResult",
+    "Filter",
+    "Grid",
+    "Measured",
+    "Runner",
+    "Subsample",
+    "analyze",
+    "analyze_module",
+    "analyze_op",
+    "build_op",
+    "canonical",
+    "default_specs",
+    "effective_filter",
+    "fold",
+    "frequency_grid",
+    "is_circular",
+    "is_linear",
+    "measure",
+    "operators_document",
+    "periodic_pad",
+    "ratio",
+    "shift_sensitivity",
+    "sinusoids",
+    "split_specs",
     "CONSISTENCY_CAPTION",
     "model_alias",
     "model_document",
     "save_figure",
+    "site_size",
     "study_alias",
     "study_markdown",
     "summarize_study",

@@ -688,17 +688,6 @@ def operators_document(
     }
 
 
-# -- trained models: per-site alias ratios ---------------------------------------------------------------------------
-def site_size(in_size: Sequence[int] | None, stride: int, max_size: int) -> int | None:
-    """The square canvas a site is probed on: its input side (the smaller), capped at ``max_size``, rounded down to
-    a multiple of the stride; None when that leaves less than 4x4 outputs."""
-    if not in_size:
-        return None
-    n = min(int(in_size[0]), int(in_size[-1]), max_size)
-    n -= n % stride
-    return n if n // max(stride, 1) >= 4 else None
-
-
 __all__ = [
     "BLUR_SIZES",
     "DEFAULT_FREQS",
@@ -727,6 +716,5 @@ __all__ = [
     "ratio",
     "shift_sensitivity",
     "sinusoids",
-    "site_size",
     "split_specs",
 ]

@@ -92,11 +92,6 @@ def resample_matrix(n: int, m: int, like: torch.Tensor) -> torch.Tensor:
     return constant(("spectral", n, m), _matrix_np(n, m), like)
 
 
-def fourier_basis(n: int, m: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tensors ``(A, B, |f|)`` of :func:`_basis_np` (for a weighted, differentiable resampling matrix)."""
-    return basis_constants("basis", n, m, _basis_np(n, m), like)
-
-
 def basis_constants(
     prefix: str, n: int, m: int, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

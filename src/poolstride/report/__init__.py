@@ -65,7 +65,7 @@ def _data(study: Study, options: ReportOptions) -> dict[str, Any]:
 
 
 def _aliasing(study_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The per-site aliasing of each variant's first finished seed (poolstride.analysis.alias), when the study
+    """The per-site aliasing of each variant's first finished seed (poolstride.alias), when the study
     has checkpoints; (None, reason) when it cannot be measured. Never fails the report."""
     if not any(study_dir.glob("runs/*/seed*/checkpoint.pt")):
         return None, None

@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
-from ..results import stats
+from ..results import schema, stats
 from ..results.format import fmt_ci
 from ..results.stats import SiteVerdict, Verdict
 from . import pareto as _pareto
 from .decision import decide
 from .load import ReportError, Study
-
-REPORT_SCHEMA = "poolstride.report/1"
 
 # metric key -> (label, unit, equivalence margin in its unit)
 METRICS: dict[str, tuple[str, str, float]] = {
@@ -112,7 +110,7 @@ def build(
     fronts = _pareto_fronts(variants)
     max_n = max(v["n"] for v in variants)
     data: dict[str, Any] = {
-        "schema": REPORT_SCHEMA,
+        "schema": schema.REPORT,
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "poolstride": __version__,
         "study": _study_record(study),

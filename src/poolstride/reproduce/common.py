@@ -34,7 +34,7 @@ import torch
 from scipy import stats as st
 
 from ..errors import PoolstrideError
-from ..results import stats
+from ..results import schema, stats
 from ..results.format import fmt_duration, fmt_mean_ci
 from ..results.stats import ClaimVerdict
 
@@ -111,7 +111,7 @@ class Reproduction:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": "poolstride.reproduction/1",
+            "schema": schema.REPRODUCTION,
             "name": self.name,
             "title": self.title,
             "budget": self.budget,
