@@ -18,36 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis.alias import (  # the operator analysis, re-exported: it is part of this API
-    BLUR_SIZES,
-    DEFAULT_FREQS,
-    DEFINITION,
-    SUBSAMPLE,
-    AliasResult,
-    Filter,
-    Grid,
-    Measured,
-    Runner,
-    Subsample,
-    analyze,
-    analyze_module,
-    analyze_op,
-    build_op,
-    canonical,
-    default_specs,
-    effective_filter,
-    fold,
-    frequency_grid,
-    is_circular,
-    is_linear,
-    measure,
-    operators_document,
-    periodic_pad,
-    ratio,
-    shift_sensitivity,
-    sinusoids,
-    split_specs,
-)
+from .analysis import alias as signal
+from .analysis.alias import *  # noqa: F403 - the operator analysis is part of this API (signal.__all__)
+from .analysis.alias import DEFAULT_FREQS, AliasResult, analyze_module, fold
 from .errors import PoolstrideError
 from .resolve import add_study_import_path
 from .results.study import StudyFileError, read_study
@@ -320,34 +293,7 @@ def model_document(name: str, input_size: Sequence[int], checkpoint: Any, rows: 
 
 
 __all__ = [  # the operator analysis, then the sites of models and studies
-    "BLUR_SIZES",
-    "DEFAULT_FREQS",
-    "DEFINITION",
-    "SUBSAMPLE",
-    "AliasResult",
-    "Filter",
-    "Grid",
-    "Measured",
-    "Runner",
-    "Subsample",
-    "analyze",
-    "analyze_module",
-    "analyze_op",
-    "build_op",
-    "canonical",
-    "default_specs",
-    "effective_filter",
-    "fold",
-    "frequency_grid",
-    "is_circular",
-    "is_linear",
-    "measure",
-    "operators_document",
-    "periodic_pad",
-    "ratio",
-    "shift_sensitivity",
-    "sinusoids",
-    "split_specs",
+    *signal.__all__,
     "CONSISTENCY_CAPTION",
     "model_alias",
     "model_document",
