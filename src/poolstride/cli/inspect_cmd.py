@@ -22,6 +22,7 @@ from ..analysis.core import Inspection
 from ..analysis.documents import GradflowDocument, explain_document, explain_parts
 from ..analysis.gradflow import erf, gradflow
 from ..resolve import parse_options, resolve
+from ..results.format import fmt_count
 from ..surgery.cost import CostOptions, CostSubject, CostTable, cost_table
 from ..variants import Variant, build, check_model, describe, parse_variants
 from .common import (
@@ -61,13 +62,7 @@ def model_argument(help: str = MODEL_HELP) -> Any:
 
 def _h(n: float | int | None, unit: str = "", digits: int = 3) -> str:
     """4089184256 -> '4.09G' (``digits`` significant digits)."""
-    if n is None:
-        return "-"
-    x = float(n)
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.{digits}g}{suf}{unit}"
-    return f"{int(x) if x.is_integer() else round(x, 3)}{unit}"
+    return "-" if n is None else fmt_count(n, digits) + unit
 
 
 def _bytes(n: int | None) -> str:

@@ -53,7 +53,8 @@ def fmt_count(x: Any, digits: int = 3, *, style: CountStyle = "sig", missing: st
     * ``"fixed"``: ``digits`` significant digits, trailing zeros kept (``"1.20M"``), so a column lines up;
     * ``"plain"``: the shortest exact form (``"1.5M"``, ``"250"``), as axis ticks want.
 
-    Below 1000 the number is whole (``"sig"``, ``"fixed"``) or its shortest form (``"plain"``)."""
+    Below 1000 a whole number is written whole and a fraction rounded to 3 decimals (``"sig"``, ``"fixed"``), or
+    in its shortest form (``"plain"``)."""
     if x is None:
         return missing
     x = float(x)
@@ -64,7 +65,9 @@ def fmt_count(x: Any, digits: int = 3, *, style: CountStyle = "sig", missing: st
                 div, suffix = SI_SUFFIXES[i - 1]
                 m = _mantissa(x / div, digits, style)
             return m + suffix
-    return f"{x:g}" if style == "plain" else f"{x:.0f}"
+    if style == "plain":
+        return f"{x:g}"
+    return str(int(x)) if x.is_integer() else str(round(x, 3))
 
 
 def _mantissa(m: float, digits: int, style: CountStyle) -> str:
