@@ -362,3 +362,28 @@ def test_fmt_duration():
     assert fmt_duration(5 * 86400 + 43200) == "5.5 days"
     assert fmt_duration(None) == "n/a"
     assert fmt_duration(float("nan")) == "n/a" and fmt_duration(float("inf")) == "n/a"
+
+
+def test_one_writer_of_result_json_checks_the_record(tmp_path):
+    """Every result.json (the engine's and a crashed run's) goes through results.study.write_result, which refuses
+    a record without a RunResult field; read_result reads it back, or names a corrupted file."""
+    import torch
+
+    from poolstride.results import schema
+    from poolstride.results.study import RUN_FIELDS, RunFileError, read_result, write_result
+    from poolstride.study.runner import failed_result
+    from poolstride.train.recipe import get_recipe
+    from poolstride.variants import parse_entry
+
+    rec = failed_result(parse_entry("max", "tiny"), 3, get_recipe("fast"), "textures", torch.device("cpu"), "boom")
+    assert set(RUN_FIELDS) <= set(rec) and rec["schema"] == schema.RUN
+    assert read_result(tmp_path) is None
+    write_result(tmp_path, rec)
+    assert read_result(tmp_path) == rec
+    broken = {k: v for k, v in rec.items() if k != "acc"}
+    with pytest.raises(ValueError, match="missing \\['acc'\\]"):
+        write_result(tmp_path / "x", broken)
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "result.json").write_text("{")
+    with pytest.raises(RunFileError, match="result.json is corrupted"):
+        read_result(tmp_path)

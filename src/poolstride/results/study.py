@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
 from . import schema
-from .io import ResultFileError, read_json
+from .io import ResultFileError, read_json, write_json
 
 
 class StudyFileError(ResultFileError):
@@ -20,7 +20,8 @@ class StudyFileError(ResultFileError):
 
 
 class RunResult(TypedDict, total=False):
-    """The main fields of a run's ``result.json`` (``poolstride.run/1``; every field in docs/study-format.md)."""
+    """The fields every run's ``result.json`` has, ok or failed (``poolstride.run/1``); a finished run adds its
+    measurements (every field in docs/study-format.md). :func:`write_result` refuses a record without one."""
 
     schema: str
     variant: str
@@ -36,7 +37,9 @@ class RunResult(TypedDict, total=False):
     loss: float | None
     shift_consistency: float | None
     shift_consistency_circular: float | None
+    device: str
     finished: str | None
+    poolstride: str
 
 
 class StudySummary(TypedDict, total=False):
@@ -51,6 +54,35 @@ class StudySummary(TypedDict, total=False):
     variants: list[dict[str, Any]]
     runs: list[dict[str, Any]]
     updated: str
+
+
+RESULT_FILE = "result.json"  # in a run directory; its presence means the run is done
+RUN_FIELDS: tuple[str, ...] = tuple(RunResult.__annotations__)
+
+
+class RunFileError(ResultFileError):
+    """A run's ``result.json`` that exists but cannot be read."""
+
+
+def write_result(run_dir: str | Path, record: Mapping[str, Any]) -> None:
+    """The one writer of a run's ``result.json`` (atomic). A record that lacks a :class:`RunResult` field or has
+    another schema is a bug in the caller: refused before anything is written."""
+    missing = [k for k in RUN_FIELDS if k not in record]
+    if missing or record.get("schema") != schema.RUN:
+        raise ValueError(f"not a {schema.RUN} record: schema {record.get('schema')!r}, missing {missing}")
+    write_json(Path(run_dir) / RESULT_FILE, record)
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``result.json``; None when the run has not finished. A corrupted one is a :class:`RunFileError`
+    that says how to re-run the run."""
+    p = Path(run_dir) / RESULT_FILE
+    if not p.exists():
+        return None
+    try:
+        return dict(read_json(p, "run result"))
+    except ResultFileError as e:
+        raise RunFileError(f"{p} is corrupted ({e.detail}); move it away to re-run this run", path=p) from None
 
 
 class _Slugged(Protocol):
@@ -85,4 +117,15 @@ def read_study(study_dir: str | Path, *, require_schema: bool = True) -> dict[st
     return meta
 
 
-__all__ = ["RunResult", "StudyFileError", "StudySummary", "read_study", "run_dir_of"]
+__all__ = [
+    "RESULT_FILE",
+    "RUN_FIELDS",
+    "RunFileError",
+    "RunResult",
+    "StudyFileError",
+    "StudySummary",
+    "read_result",
+    "read_study",
+    "run_dir_of",
+    "write_result",
+]

@@ -34,9 +34,9 @@ from ..report import build_report
 from ..resolve import add_study_import_path
 from ..results import io as tio
 from ..results import schema
-from ..results.study import run_dir_of
+from ..results.study import read_result, run_dir_of
 from ..train.data import DeviceData, check_fits, load_dataset
-from ..train.engine import RunSpec, build_model, read_result, resolve_device, set_threads
+from ..train.engine import RunSpec, build_model, resolve_device, set_threads
 from ..train.evaluate import precision_name
 from ..train.recipe import Recipe, get_recipe
 from ..variants import (

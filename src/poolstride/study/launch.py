@@ -25,9 +25,9 @@ from ..errors import PoolstrideError
 from ..extras import first_line, import_optional
 from ..resolve import add_study_import_path
 from ..results import io as tio
-from ..results.study import read_study, run_dir_of
+from ..results.study import read_result, read_study, run_dir_of
 from ..train.data import DeviceData, load_dataset
-from ..train.engine import read_result, resolve_device, set_threads
+from ..train.engine import resolve_device, set_threads
 from ..train.recipe import Recipe
 from ..variants import Variant
 from .runner import run_todo, write_report_safely

@@ -14,9 +14,9 @@ from ..errors import PoolstrideError
 from ..report import write_report
 from ..results import io as tio
 from ..results import schema
-from ..results.study import run_dir_of
+from ..results.study import read_result, run_dir_of, write_result
 from ..train.data import DeviceData
-from ..train.engine import RunSpec, read_result, train_run
+from ..train.engine import RunSpec, train_run
 from ..train.recipe import Recipe
 from ..variants import Variant
 from .store import acquire_lock, release_lock, write_summary
@@ -60,7 +60,7 @@ def run_todo(
                 raise
             except (RuntimeError, ValueError, FloatingPointError, MemoryError) as e:
                 # the run fails with its reason; the study goes on
-                tio.write_json(rd / "result.json", failed_result(v, s, rec, ds_name, dev, f"{type(e).__name__}: {e}"))
+                write_result(rd, failed_result(v, s, rec, ds_name, dev, f"{type(e).__name__}: {e}"))
             write_summary(out_dir, study)
         finally:
             release_lock(rd)

@@ -21,8 +21,7 @@ from typing import Any
 from ..errors import PoolstrideError
 from ..results import io as tio
 from ..results import schema, stats
-from ..results.study import StudyFileError, read_study, run_dir_of
-from ..train.engine import read_result
+from ..results.study import StudyFileError, read_result, read_study, run_dir_of
 
 
 class StudyError(PoolstrideError):

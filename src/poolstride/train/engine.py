@@ -34,6 +34,7 @@ from ..errors import PoolstrideError
 from ..ops import Downsample
 from ..results import schema
 from ..results.io import ResultFileError, clean_json, read_json, save_torch, utc_now, write_json, write_text
+from ..results.study import read_result, write_result
 from ..surgery.find import eval_mode
 from ..variants import Built, Variant, build, init_hash, parse_entry
 from . import dist as dist_mod
@@ -488,7 +489,7 @@ def train_run(
     dist_mod.barrier(info)
     result = _result(tr, reason, ds_name)
     if tr.main and tr.rdir is not None:
-        write_json(tr.rdir / "result.json", result)
+        write_result(tr.rdir, result)
     tr.cb("end", result=result)
     return result
 
@@ -731,17 +732,6 @@ def _diverged(v: float, recipe: Recipe, epoch: int, step: int | None) -> str:
     if not math.isfinite(v):
         return f"loss became {'NaN' if v != v else 'infinite'} at {where}"
     return f"loss diverged ({v:.3g} > {recipe.divergence_loss:g}) at {where}"
-
-
-def read_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's ``result.json`` (``poolstride.run/1``); None when the run has not finished."""
-    p = Path(run_dir) / "result.json"
-    if not p.exists():
-        return None
-    try:
-        return dict(read_json(p, "run result"))
-    except ResultFileError as e:
-        raise RunError(f"{p} is corrupted ({e.detail}); move it away to re-run this run") from None
 
 
 __all__ = [
