@@ -16,12 +16,12 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import PoolstrideError
 from ..results import io as tio
 from ..results import schema, stats
-from ..results.study import StudyFileError, read_result, read_study, run_dir_of
+from ..results.study import StudyFileError, StudySummary, read_result, read_study, run_dir_of
 
 
 class StudyError(PoolstrideError):
@@ -257,7 +257,7 @@ def _variant_row(v: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, 
     return row
 
 
-def summarize_study(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_study(study_dir: str | Path, study: dict[str, Any] | None = None) -> StudySummary:
     """The study summary (``poolstride.summary/1``) from the result files on disk."""
     sd = Path(study_dir)
     if study is None:
@@ -276,23 +276,22 @@ def summarize_study(study_dir: str | Path, study: dict[str, Any] | None = None) 
         runs.extend(results)
         variants_out.append(_variant_row(v, results))
     total = len(study["variants"]) * len(study["seeds"])
-    return tio.clean_json(
-        {
-            "schema": schema.SUMMARY,
-            "study": study,
-            "complete": len(runs) == total,
-            "runs_done": len(runs),
-            "runs_total": total,
-            # the largest resident memory any run's process reached (each --jobs worker is its own process)
-            "peak_rss_mb_max": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None), default=None),
-            "variants": variants_out,
-            "runs": runs,
-            "updated": tio.utc_now(),
-        }
-    )
+    summary: StudySummary = {
+        "schema": schema.SUMMARY,
+        "study": study,
+        "complete": len(runs) == total,
+        "runs_done": len(runs),
+        "runs_total": total,
+        # the largest resident memory any run's process reached (each --jobs worker is its own process)
+        "peak_rss_mb_max": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None), default=None),
+        "variants": variants_out,
+        "runs": runs,
+        "updated": tio.utc_now(),
+    }
+    return cast(StudySummary, tio.clean_json(summary))
 
 
-def write_summary(study_dir: str | Path, study: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_summary(study_dir: str | Path, study: dict[str, Any] | None = None) -> StudySummary:
     """Rebuild ``summary.json`` and ``summary.csv`` (one row a run) from the result files; returns the summary."""
     sd = Path(study_dir)
     summ = summarize_study(sd, study)
