@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -78,9 +79,7 @@ def resolve(text: str, options: Mapping[str, Any] | None = None, downsample: str
 
 def _resolve_torchvision(t: str, tail: str, opts: dict[str, Any]) -> Resolved:
     """``torchvision:NAME``: ``get_model(NAME, weights=None)``; named weights only from the local cache."""
-    tvm = import_optional("torchvision.models", t, ModelError)
-    if tail not in tvm.list_models():
-        raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
+    tvm = _torchvision_models(t, tail)
     weights = opts.pop("weights", None)
     if weights not in (None, "", "none", "None"):
         _torchvision_weights_cached(tvm, tail, str(weights))
@@ -112,10 +111,8 @@ def _hf_offline() -> Iterator[None]:
 
 def _resolve_timm(t: str, tail: str, opts: dict[str, Any]) -> Resolved:
     """``timm:NAME``: ``create_model(NAME)``; pretrained weights only from the local Hugging Face cache."""
-    timm = import_optional("timm", t, ModelError)
+    timm = _timm(t, tail)
     pretrained = bool(opts.pop("pretrained", False))
-    if not timm.is_model(tail):
-        raise ModelError(_unknown("timm", tail, timm.list_models()))
     try:
         if pretrained:  # from the local Hugging Face cache only: nothing is downloaded
             with _hf_offline():
@@ -155,6 +152,22 @@ def _resolve_callable(t: str, head: str, tail: str, opts: dict[str, Any]) -> Res
         obj = call_factory(obj, opts, t, f"{tail}()")
     size = tuple(getattr(obj, "input_size", (3, 224, 224)))
     return Resolved(obj, (int(size[0]), int(size[1]), int(size[2])), t, "callable", False)
+
+
+def _torchvision_models(t: str, tail: str) -> ModuleType:
+    """``torchvision.models``, once ``tail`` is checked to name one of its models."""
+    tvm = import_optional("torchvision.models", t, ModelError)
+    if tail not in tvm.list_models():
+        raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
+    return tvm
+
+
+def _timm(t: str, tail: str) -> ModuleType:
+    """``timm``, once ``tail`` is checked to name one of its models."""
+    timm = import_optional("timm", t, ModelError)
+    if not timm.is_model(tail):
+        raise ModelError(_unknown("timm", tail, timm.list_models()))
+    return timm
 
 
 def _unknown(source: str, name: str, valid: list[str]) -> str:
@@ -220,14 +233,10 @@ def check_model_string(text: str) -> None:
         models.get_entry(t)
         return
     if head == "torchvision" and sep:
-        tvm = import_optional("torchvision.models", t, ModelError)
-        if tail not in tvm.list_models():
-            raise ModelError(_unknown("torchvision", tail, tvm.list_models()))
+        _torchvision_models(t, tail)
         return
     if head == "timm" and sep:
-        timm = import_optional("timm", t, ModelError)
-        if not timm.is_model(tail):
-            raise ModelError(_unknown("timm", tail, timm.list_models()))
+        _timm(t, tail)
         return
     cwd_importable()
     if sep and tail and ("." in head or _importable(head)):

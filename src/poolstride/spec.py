@@ -156,9 +156,7 @@ def _known_names() -> list[str]:
 def make(name: str, /, **kwargs: Value) -> OpSpec:
     """Build a validated :class:`OpSpec` from Python values."""
     name = name.strip().lower()
-    if name not in _known_names():
-        raise _unknown(name)
-    schema = list(_schema(name))
+    schema = list(_schema(name))  # an unknown name: SpecError
     by_name = {p.name: p for p in schema}
     values: dict[str, Value] = {}
     for key, raw in kwargs.items():
@@ -199,10 +197,8 @@ def parse(text: str | OpSpec) -> OpSpec:
     name, body = m.group(1).lower(), m.group(2)
     if not _NAME.match(name):
         raise SpecError(f"bad operator name {name!r}")
-    if name not in _known_names():
-        raise _unknown(name)
+    schema = list(_schema(name))  # an unknown name: SpecError
     kwargs: dict[str, Value] = {}
-    schema = list(_schema(name))
     for i, arg in enumerate(_split_args(name, body or "")):
         if "=" in arg:
             k, _, v = arg.partition("=")

@@ -39,6 +39,7 @@ from ..errors import PoolstrideError
 from ..ops import Downsample, names
 from ..ops import build as build_operator
 from ..spec import parse, split_list
+from .rf import chain
 
 SUBSAMPLE = "subsample"
 DEFAULT_FREQS: tuple[float, ...] = (0.1, 0.2, 0.3)
@@ -130,11 +131,7 @@ def periodic_pad(x: torch.Tensor, p: int) -> torch.Tensor:
 def _module_reach(module: nn.Module) -> int:
     """A generous bound on how far (in input pixels) an output pixel of ``module`` may look."""
     if isinstance(module, Downsample):
-        reach, jump = 1.0, 1.0
-        for g in module.geometry():
-            reach += ((g.kernel or 1) - 1) * jump
-            jump *= g.stride
-        return int(math.ceil(reach))
+        return int(math.ceil(chain([(g.kernel or 1, g.stride, g.padding) for g in module.geometry()]).r))
     reach = 1
     for m in module.modules():
         k = getattr(m, "kernel_size", None)

@@ -251,19 +251,18 @@ def classify(step: Step, steps: Sequence[Step]) -> NodeRule:
     t = step.target
     if step.kind == "module":
         handler = _module_counter(t)
-        rule = handler(t, node) if handler is not None else None
-        return rule if rule is not None else NodeRule("guess", uncounted=True)
-    if step.kind == "function":
+    elif step.kind == "function":
         handler = _FUNCTION_COUNTERS.get(t)
         if handler is None and getattr(t, "__name__", "") == "match":
             handler = _f_shortcut_match
-        rule = handler(t, node) if handler is not None else None
-        return rule if rule is not None else NodeRule("guess", uncounted=isinstance(node.out, TMeta))
-    if step.kind == "method":
+    elif step.kind == "method":
         handler = _METHOD_COUNTERS.get(t) if isinstance(t, str) else None
-        rule = handler(t, node) if handler is not None else None
-        return rule if rule is not None else NodeRule("guess", uncounted=isinstance(node.out, TMeta))
-    return NodeRule(None, view=True)
+    else:
+        return NodeRule(None, view=True)
+    rule = handler(t, node) if handler is not None else None
+    if rule is not None:
+        return rule
+    return NodeRule("guess", uncounted=step.kind == "module" or isinstance(node.out, TMeta))
 
 
 # -- module counters -------------------------------------------------------------------------------------------------
@@ -305,12 +304,16 @@ def _m_lp_pool(m: Any, n: Node) -> NodeRule:
     return NodeRule(_conv_stages(m.kernel_size, st, 0, 1, None), n.numel * 2 * k[0] * k[1], "lp")
 
 
-def _m_adaptive_pool(m: nn.Module, n: Node) -> NodeRule | None:
+def _adaptive_pool(avg: bool, n: Node) -> NodeRule | None:
+    """An adaptive average (``avg``) or max pool, module or function."""
     if n.tin is None or not isinstance(n.out, TMeta):
         return None
     geo, win, note = _adaptive(n.tin.hw, n.out.hw)
-    avg = isinstance(m, nn.AdaptiveAvgPool2d)
     return NodeRule(geo, n.numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
+
+
+def _m_adaptive_pool(m: nn.Module, n: Node) -> NodeRule | None:
+    return _adaptive_pool(isinstance(m, nn.AdaptiveAvgPool2d), n)
 
 
 def _per_element(kind: str, factor: int = 1) -> Counter:
@@ -398,11 +401,7 @@ def _f_pool(t: Any, n: Node) -> NodeRule:
 
 
 def _f_adaptive_pool(t: Any, n: Node) -> NodeRule | None:
-    if n.tin is None or not isinstance(n.out, TMeta):
-        return None
-    geo, win, note = _adaptive(n.tin.hw, n.out.hw)
-    avg = t is F.adaptive_avg_pool2d
-    return NodeRule(geo, n.numel * (win if avg else win - 1), "avg" if avg else "max", note=note)
+    return _adaptive_pool(t is F.adaptive_avg_pool2d, n)
 
 
 def _f_conv(t: Any, n: Node) -> NodeRule:

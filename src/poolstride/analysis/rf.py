@@ -123,7 +123,7 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def chain(layers: Sequence[tuple[int, int, int]]) -> Axis:
+def chain(layers: Sequence[tuple[float, float, float]]) -> Axis:
     """The RF of a plain chain of ``(kernel, stride, padding)`` layers (a convenience for docs/tests)."""
     a = Axis()
     for k, s, p in layers:

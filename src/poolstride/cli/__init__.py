@@ -110,7 +110,7 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(rv, int) and rv:  # typer turns Ctrl-C into a returned exit code (130), not an exception
             return _interrupted(argv) if rv == 130 else rv
     except PoolstrideError as e:
-        return _user_error(str(e) or type(e).__name__)
+        return _user_error(first_line(e, None))  # a blank message names the error's type
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt) as e:

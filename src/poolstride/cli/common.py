@@ -107,8 +107,7 @@ def _torch_load_reason(e: BaseException) -> str:
             rest = [line.strip() for line in text[i + len(marker) :].splitlines() if line.strip()]
             why = rest[0].split(". ")[0].rstrip(".") if rest else ""
             return f"{marker.rstrip(':')}: {why}"[:160] if why else marker.rstrip(":")
-    first = (text.strip().splitlines() or [type(e).__name__])[0]
-    return f"{type(e).__name__}: {first[:160]}"
+    return f"{type(e).__name__}: {first_line(e, 160)}"
 
 
 def _what(flag: str) -> str:
@@ -211,6 +210,14 @@ def input_must_fit(
             raise
         hint = f"; the model's own input is {'x'.join(map(str, natural))}" if natural and natural != size else ""
         raise ModelError(f"{name} cannot run on a {'x'.join(map(str, size))} input (--input): {why}{hint}") from e
+
+
+MODEL_HELP = "Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
+
+
+def model_argument(help: str = MODEL_HELP) -> Any:
+    """The MODEL argument of the commands that take any model (cost, gradflow, convert)."""
+    return typer.Argument(..., help=help)
 
 
 def examples(lines: list[str]) -> str:

@@ -18,9 +18,17 @@ from ..surgery import Conversion, Policy, convert_detailed, parse_policy, save_c
 from ..surgery.convert import SiteStatus
 from ..surgery.cost import model_cost
 from ..variants import Variant, check_model, describe, expand_op, parse_entry
-from .common import app, check_out_file, console, err_console, input_must_fit, parse_input_size, print_json
+from .common import (
+    app,
+    check_out_file,
+    console,
+    err_console,
+    input_must_fit,
+    model_argument,
+    parse_input_size,
+    print_json,
+)
 from .common import examples as _examples
-from .inspect_cmd import model_argument
 
 EXAMPLES = [
     'poolstride convert torchvision:resnet18 --policy "conv->conv(s=1)+act+blur(size=4)" --skip stem',
@@ -169,13 +177,12 @@ def _print_sites(conv: Conversion, title: str) -> None:
     for col in ("#", "path", "kind@stage", "ch", "size", "before", "after", "dparams", "dMACs", "dother", "init"):
         t.add_column(col, overflow="fold")
     for i, st in enumerate(conv.site_status()):
-        s, c = st.site, st.change
-        other = c.other_delta if c else 0
+        s, r = st.site, _site_json(st)
+        other = r["other_ops_delta"]
         t.add_row(
             str(i), s.path, f"{s.kind}@{s.stage}", f"{s.in_channels}->{s.out_channels}",
-            f"{_size(s.in_size)}->{_size(s.out_size)}", s.op, c.after if c and c.after else f"= ({st.label})",
-            _delta(c.params_delta if c else 0), _delta((c.macs_delta or 0) if c else 0),
-            "?" if other is None else _delta(other), st.init_kind,
+            f"{_size(s.in_size)}->{_size(s.out_size)}", s.op, r["after"] or f"= ({st.label})",
+            _delta(r["params_delta"]), _delta(r["macs_delta"]), "?" if other is None else _delta(other), st.init_kind,
         )  # fmt: skip
     console.print(t)
     console.print(

@@ -32,6 +32,7 @@ from .common import (
     console,
     input_must_fit,
     load_checkpoint,
+    model_argument,
     parse_input_size,
     print_json,
 )
@@ -51,13 +52,6 @@ EXPLAIN_EXAMPLES = [
     'poolstride explain "max,blur(size=3)" --input 6x6',
 ]
 GRADFLOW_EXAMPLES = ["poolstride gradflow resnet110 -O shortcut=fish", "poolstride gradflow resnet20 --erf erf.png"]
-
-MODEL_HELP = "Model: built-in name, torchvision:NAME, timm:NAME, package.module:callable."
-
-
-def model_argument(help: str = MODEL_HELP) -> Any:
-    """The MODEL argument of the commands that take any model (cost, gradflow, convert)."""
-    return typer.Argument(..., help=help)
 
 
 def _h(n: float | int | None, unit: str = "", digits: int = 3) -> str:

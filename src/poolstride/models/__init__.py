@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ModelError, PoolstrideError
 from ..spec import OpSpec
 from .allcnn import VARIANTS, AllCNN
-from .demo import TinyNet
+from .demo import PADDINGS, TinyNet
 from .resnet_cifar import CifarResNet
 from .resnet_imagenet import STEMS, ImageNetResNet
 from .shortcuts import SHORTCUTS
@@ -50,7 +50,7 @@ def _add(entry: ModelEntry) -> None:
 _add(
     ModelEntry(
         "tiny", "demo", "tiny demo CNN, 3 pool sites, trains in seconds on a CPU", TinyNet, (3, 32, 32), 10,
-        {"padding": ("zeros", "circular")}, {"padding": "zeros"},
+        {"padding": PADDINGS}, {"padding": "zeros"},
     )
 )  # fmt: skip
 for _f in "abc":

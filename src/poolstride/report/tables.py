@@ -114,7 +114,7 @@ def comparisons_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]
                     c["variant"],
                     label,
                     str(m["n"]),
-                    "n/a" if m["diff_mean"] is None else f"{m['diff_mean']:+.2f}",
+                    fmt_delta(m["diff_mean"], 2),
                     ci(m["ci"], signed=True),
                     fmt_p(m["p"]),
                     fmt_p(m.get("p_holm")),
@@ -192,7 +192,7 @@ def per_site_notes(data: dict[str, Any]) -> list[str]:
     """Why each 'cannot tell' site cannot be told apart, grouped by reason."""
     by: dict[str, list[str]] = {}
     for r in data.get("per_site") or []:
-        if r["verdict"] == "cannot tell":
+        if r["verdict"] == stats.SiteVerdict.CANNOT_TELL:
             by.setdefault(str(r.get("reason") or "no reason recorded"), []).append(r["path"])
     rows = data.get("per_site") or []
     out = []

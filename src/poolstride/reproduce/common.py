@@ -37,6 +37,7 @@ from ..errors import PoolstrideError
 from ..results import schema, stats
 from ..results.format import fmt_duration, fmt_mean_ci
 from ..results.stats import ClaimVerdict
+from ..study.provenance import cpu_model
 
 HOLDS, FAILS, UNSURE, SKIPPED = (
     ClaimVerdict.HOLDS,
@@ -131,23 +132,12 @@ class Reproduction:
 # ---- hardware and timing ---------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # no /proc (macOS, Windows): the platform's own name below
-    return platform.processor() or platform.machine()
-
-
 def hardware(device: str = "cpu") -> dict[str, Any]:
     """What the run ran on: device, CPU model and cores, torch threads and version, load at the start."""
     dev = str(device)
     info: dict[str, Any] = {
         "device": dev,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

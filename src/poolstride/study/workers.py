@@ -23,6 +23,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ..errors import PoolstrideError
+from ..extras import first_line
 from ..train.engine import set_threads
 from .runner import run_todo
 
@@ -115,7 +116,7 @@ def _worker(wid: int, payload: bytes, events: Any) -> None:
     except KeyboardInterrupt:  # pragma: no cover - the parent stops us
         events.put((wid, "_done", {}))
     except BaseException as e:  # noqa: BLE001 - every failure goes to the parent, in one line
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]  # the whole line: the parent re-raises it
+        msg = first_line(e, limit=None)  # the whole line: the parent re-raises it
         kind = "user" if isinstance(e, PoolstrideError) else "internal"
         events.put((wid, "_error", {"kind": kind, "message": msg, "type": type(e).__name__}))
 

@@ -377,11 +377,8 @@ def _check_or_write_config(rdir: Path, cfg: dict[str, Any]) -> None:
     if a == b:
         return
     derived = ("init_sha256", "optimizer_groups")  # both follow from the model as rebuilt
-
-    def same_definition() -> bool:
-        return {k: v for k, v in a.items() if k not in derived} == {k: v for k, v in b.items() if k not in derived}
-
-    if same_definition() and a.get("init_sha256") != b.get("init_sha256"):
+    a_defn, b_defn = ({k: v for k, v in c.items() if k not in derived} for c in (a, b))
+    if a_defn == b_defn and a.get("init_sha256") != b.get("init_sha256"):
         if "init_sha256" not in a:  # a run directory from before the hash was recorded: adopt it
             write_json(cpath, {**old, "init_sha256": new["init_sha256"], "adaptations": new.get("adaptations")})
             return

@@ -19,7 +19,7 @@ import torch
 from ..errors import PoolstrideError
 from ..variants import slugify
 from . import dist
-from .data import DeviceData, check_fits, load_dataset
+from .data import check_fits, load_dataset
 from .engine import Callback, RunSpec, resolve_device, train_run
 from .recipe import Recipe
 
@@ -68,9 +68,7 @@ class SingleRun:
         created = _missing_dirs(self.run_dir)
         dist.init(info, dev)
         try:
-            data = DeviceData(self.dataset, dev, rec.train_subset, rec.test_subset, rec.channels_last)
-            return train_run(self.spec, self.dataset, rec, dev, self.run_dir, callback=callback, dist_info=info,
-                             data=data)  # fmt: skip
+            return train_run(self.spec, self.dataset, rec, dev, self.run_dir, callback=callback, dist_info=info)
         except PoolstrideError:
             _remove_empty(created)
             raise
